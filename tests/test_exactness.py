@@ -1,0 +1,120 @@
+"""The central oracle: KronSGD, DenseSGD and a hand-written NumPy SGD produce the same iterates."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+import naive
+from kronsgd import DenseSGD, KroneckerData, KronSGD, TwoLayerNet
+
+GRID = list(itertools.product([(5, 6), (3, 4, 5)], [1, 3], [0.0, None], [1, 32], [1, 3]))
+
+
+def _task(dims, rank, outputs, n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    data = KroneckerData([rng.standard_normal((n, rank, d)) for d in dims])
+    test = KroneckerData([rng.standard_normal((10, rank, d)) for d in dims])
+    y = rng.standard_normal((n, outputs))
+    return data, test, y
+
+
+def _rel(a, b):
+    return np.linalg.norm(a - b) / np.linalg.norm(b)
+
+
+@pytest.mark.parametrize("dims,rank,shift,batch,outputs", GRID)
+def test_kron_dense_and_numpy_sgd_agree_after_200_steps(dims, rank, shift, batch, outputs):
+    data, test, y = _task(dims, rank, outputs)
+    kw = dict(lr=0.3, batch_size=batch, seed=5, dtype=np.float64)
+    kron_net = TwoLayerNet(dims, width=64, outputs=outputs, shift=shift, seed=9)
+    kron = KronSGD(kron_net, data, y, **kw)
+    dense = DenseSGD(TwoLayerNet(dims, width=64, outputs=outputs, shift=shift, seed=9), data, y, **kw)
+    W_init = kron_net.dense_weights()
+    kron.run(200, log_every=50)
+    dense.run(200, log_every=50)
+
+    assert kron.history[-1]["loss"] < kron.history[0]["loss"]  # it trained, so the comparison means something
+    assert kron.counters()["nnz"] > 0
+    assert _rel(kron.dense_weights(), dense.dense_weights()) <= 1e-9
+    assert _rel(kron.predict(test), dense.predict(test)) <= 1e-9
+    np.testing.assert_allclose([h["loss"] for h in kron.history], [h["loss"] for h in dense.history], rtol=1e-9)
+
+    # the same batches through a plain NumPy SGD written out by hand
+    replay = KronSGD(TwoLayerNet(dims, width=64, outputs=outputs, shift=shift, seed=9), data, y, **kw)
+    batches = [replay.sampler.next() for _ in range(200)]
+    W_ref = naive.plain_sgd(data.normalized().to_dense(), W_init, kron_net.a, y, kron_net.shift, 0.3, batches)
+    assert _rel(kron.dense_weights(), W_ref) <= 1e-9
+
+
+def test_given_batches_equal_sampled_ones_and_runs_continue():
+    data, _, y = _task((4, 5), 2, 1, n=30)
+    kw = dict(lr=0.2, batch_size=4, seed=3, dtype=np.float64)
+    sampled = KronSGD(TwoLayerNet((4, 5), width=32, seed=1), data, y, **kw)
+    sampled.run(30)
+    sampled.run(20)  # continues the same run
+    twin = KronSGD(TwoLayerNet((4, 5), width=32, seed=1), data, y, **kw)
+    batches = [twin.sampler.next() for _ in range(50)]
+    given = KronSGD(TwoLayerNet((4, 5), width=32, seed=1), data, y, **kw)
+    history = given.run(batches=batches, log_every=10)
+    np.testing.assert_array_equal(given.alpha, sampled.alpha)
+    np.testing.assert_array_equal(given.P, sampled.P)
+    assert [h["step"] for h in history] == [0, 10, 20, 30, 40, 50]
+    assert given.history is history and sampled.history[-1]["step"] == 50
+
+
+def test_batches_may_repeat_points_and_vary_in_size():
+    data, test, y = _task((3, 4), 1, 2, n=12)
+    batches = [[0, 0, 5], [11], list(range(12)), [3, 3, 3, 3]]
+    nets = [TwoLayerNet((3, 4), width=40, outputs=2, seed=2) for _ in range(2)]
+    kron = KronSGD(nets[0], data, y, lr=0.4, batch_size=2, dtype=np.float64)
+    dense = DenseSGD(nets[1], data, y, lr=0.4, batch_size=2, dtype=np.float64)
+    kron.run(batches=batches)
+    dense.run(batches=batches)
+    assert _rel(kron.predict(test), dense.predict(test)) <= 1e-12
+
+
+def test_on_the_fly_gram_equals_precomputed():
+    data, test, y = _task((6, 5), 2, 1, n=40)
+    runs = []
+    for gram in ("precomputed", "on_the_fly"):
+        trainer = KronSGD(TwoLayerNet((6, 5), width=64, seed=4), data, y, lr=0.3, batch_size=8, gram=gram, dtype=np.float64)
+        trainer.run(100)
+        assert trainer.gram_mode == gram
+        runs.append(trainer)
+    np.testing.assert_allclose(runs[0].P, runs[1].P, rtol=1e-12, atol=1e-12)
+    assert runs[1].counters()["gram_entries"] == 100 * 8 * 40
+    assert runs[0].counters()["gram_entries"] == 40 * 40
+
+
+def test_float32_tracks_float64():
+    data, test, y = _task((6, 5), 1, 1, n=64)
+    out = {}
+    for dtype in (np.float32, np.float64):
+        trainer = KronSGD(TwoLayerNet((6, 5), width=128, seed=4), data, y, lr=0.3, batch_size=8, dtype=dtype)
+        trainer.run(100)
+        assert trainer.P.dtype == dtype and trainer.alpha.dtype == dtype
+        out[dtype] = trainer.predict(test)
+    assert _rel(out[np.float32], out[np.float64]) < 1e-4
+
+
+def test_maintained_preactivations_equal_a_recomputation():
+    data, _, y = _task((5, 4), 3, 2, n=36)
+    trainer = KronSGD(TwoLayerNet((5, 4), width=80, outputs=2, seed=6), data, y, lr=0.3, batch_size=5, dtype=np.float64)
+    trainer.run(150)
+    recomputed = trainer.net.preactivations(trainer.data, prepared=True)  # P0 + alpha G from scratch
+    np.testing.assert_allclose(trainer.P, recomputed, rtol=1e-10, atol=1e-10)
+
+
+def test_history_and_counters_report_the_cost():
+    data, _, y = _task((8, 8), 1, 1, n=64)
+    trainer = KronSGD(TwoLayerNet((8, 8), width=256, seed=0), data, y, lr=0.2, batch_size=16, dtype=np.float64)
+    history = trainer.run(40, log_every=20)
+    c = trainer.counters()
+    assert c["steps"] == 40 and c["samples"] == 640
+    assert c["multiply_adds"] == c["nnz"] * 64
+    assert 0 < c["rows_touched"] <= c["nnz"]
+    for h in history:
+        assert {"step", "loss", "nnz", "fired", "seconds", "rows_touched"} <= set(h)
+    assert 20 * (history[1]["nnz"] + history[2]["nnz"]) == pytest.approx(c["nnz"])  # per-step means
+    assert history[-1]["seconds"] >= history[1]["seconds"] > 0
