@@ -65,10 +65,11 @@ def check_choice(value, name: str, choices: tuple[str, ...]) -> str:
 def check_dtype(value, name: str = "dtype") -> np.dtype:
     """Accept float32 and float64 (as types, strings or dtypes)."""
     try:
-        dtype = np.dtype(value)
-    except TypeError:
+        dtype = None if value is None else np.dtype(value)  # np.dtype(None) would be float64
+    except (TypeError, ValueError, KeyError):
         dtype = None
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+    # `is None` first: None == np.dtype("float64") is True, so `in` alone lets it through.
+    if dtype is None or dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValidationError(f"{name} must be numpy.float32 or numpy.float64. Got {_describe(value)}.")
     return dtype
 
@@ -143,4 +144,6 @@ def check_targets(y, name: str, n: int, outputs: int, dtype) -> np.ndarray:
 def _range_text(low, high) -> str:
     if low is None and high is None:
         return ""
-    return f" in the range [{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+    left = f"[{low}" if low is not None else "(-inf"
+    right = f"{high}]" if high is not None else "inf)"
+    return f" in the range {left}, {right}"
