@@ -21,8 +21,8 @@ def coefficients(a, residual, fired, lr, m):
 
 def apply_update(P, alpha, G, batch, fired, coefs):
     """P[r, :] += Σ_i c[r, i] G[batch[i], :];  alpha[r, batch[i]] += c[r, i]."""
-    for i, (F, c) in enumerate(zip(fired, coefs)):
-        for r, cr in zip(F, c):
+    for i, (F, c) in enumerate(zip(fired, coefs, strict=True)):
+        for r, cr in zip(F, c, strict=True):
             P[r, :] += cr * G[batch[i], :]
             alpha[r, batch[i]] += cr
 

@@ -78,7 +78,9 @@ def test_on_the_fly_gram_equals_precomputed():
     data, test, y = _task((6, 5), 2, 1, n=40)
     runs = []
     for gram in ("precomputed", "on_the_fly"):
-        trainer = KronSGD(TwoLayerNet((6, 5), width=64, seed=4), data, y, lr=0.3, batch_size=8, gram=gram, dtype=np.float64)
+        trainer = KronSGD(
+            TwoLayerNet((6, 5), width=64, seed=4), data, y, lr=0.3, batch_size=8, gram=gram, dtype=np.float64
+        )
         trainer.run(100)
         assert trainer.gram_mode == gram
         runs.append(trainer)
@@ -118,3 +120,19 @@ def test_history_and_counters_report_the_cost():
         assert {"step", "loss", "nnz", "fired", "seconds", "rows_touched"} <= set(h)
     assert 20 * (history[1]["nnz"] + history[2]["nnz"]) == pytest.approx(c["nnz"])  # per-step means
     assert history[-1]["seconds"] >= history[1]["seconds"] > 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("gram", ["precomputed", "on_the_fly"])
+def test_the_update_window_does_not_change_a_bit(dtype, gram):
+    data, test, y = _task((6, 5), 2, 2, n=40)
+    runs = []
+    for window in (1, 3, 8):
+        net = TwoLayerNet((6, 5), width=96, outputs=2, seed=4)
+        trainer = KronSGD(net, data, y, lr=0.3, batch_size=6, gram=gram, dtype=dtype, window=window)
+        history = trainer.run(50, log_every=7)  # logs fold mid-window: folds at odd moments too
+        runs.append((trainer.P.copy(), trainer.alpha.copy(), [h["loss"] for h in history]))
+    for P, alpha, losses in runs[1:]:
+        np.testing.assert_array_equal(P, runs[0][0])
+        np.testing.assert_array_equal(alpha, runs[0][1])
+        assert losses == runs[0][2]

@@ -61,18 +61,32 @@ def test_forward_reports_overflow_without_writing_past_the_buffer():
     np.testing.assert_array_equal(fired_ptr, [0, 10, 20])
 
 
+def _records(P, a, G, y, batches, shift, dtype):
+    """Compute update records for ``batches`` (each from P as it is), in window layout."""
+    m, n = P.shape
+    B = max(b.size for b in batches)
+    g_rows = np.zeros((len(batches), B, n), dtype)
+    row_ptr = np.zeros((len(batches), m + 1), np.int64)
+    owner = np.zeros((len(batches), m * B + 1), np.int64)
+    coef = np.zeros((len(batches), m * B + 1), dtype)
+    fired_all = []
+    for k, batch in enumerate(batches):
+        fired_ptr, fired_rows, coefs, _, nnz = _record(P, a, batch, y, shift, 0.5, dtype)
+        touched = K.group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr[k], owner[k], coef[k])
+        assert touched == np.unique(fired_rows[:nnz]).size
+        g_rows[k, : batch.size] = G[batch]
+        fired_all.append((fired_ptr, fired_rows, coefs))
+    return g_rows, row_ptr, owner, coef, fired_all
+
+
 @pytest.mark.parametrize("m,n,B,C", CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_apply_matches_twin(m, n, B, C, dtype):
+def test_fold_matches_twin(m, n, B, C, dtype):
     P, a, G, batch, y = _state(m, n, B, C, dtype, seed=3 * m + n)
-    fired_ptr, fired_rows, coefs, _, nnz = _record(P, a, batch, y, 0.2, 0.5, dtype)
-    row_ptr = np.zeros(m + 1, np.int64)
-    owner, index = np.zeros(max(nnz, 1), np.int64), np.zeros(max(nnz, 1), np.int64)
-    touched = K.group_by_row(m, fired_ptr, fired_rows, row_ptr, owner, index)
-    assert touched == np.unique(fired_rows[:nnz]).size
+    g_rows, row_ptr, owner, coef, [(fired_ptr, fired_rows, coefs)] = _records(P, a, G, y, [batch], 0.2, dtype)
 
     P_k, alpha_k = P.copy(), np.zeros((m, n), dtype)
-    K.apply_rows(P_k, G, batch, row_ptr, owner, index, coefs, 0, n)
+    K.fold_records(P_k, g_rows, row_ptr, owner, coef, 1, 0, n)
     K.apply_alpha(alpha_k, batch, fired_ptr, fired_rows, coefs)
 
     P_ref, alpha_ref = P.copy(), np.zeros((m, n), dtype)
@@ -84,18 +98,48 @@ def test_apply_matches_twin(m, n, B, C, dtype):
     np.testing.assert_array_equal(alpha_k, alpha_ref)
 
 
-def test_apply_rows_respects_the_column_range():
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_folding_records_together_or_one_by_one_gives_the_same_bits(dtype):
+    m, n = 120, 30
+    P, a, G, _, y = _state(m, n, 1, 2, dtype, seed=5)
+    rng = np.random.default_rng(6)
+    batches = [rng.choice(n, size=s, replace=False) for s in (7, 3, 9, 1)]
+    g_rows, row_ptr, owner, coef, _ = _records(P, a, G, y, batches, 0.1, dtype)
+    together, one_by_one = P.copy(), P.copy()
+    touched = K.fold_records(together, g_rows, row_ptr, owner, coef, len(batches), 0, n)
+    for k in range(len(batches)):
+        K.fold_records(one_by_one, g_rows[k:], row_ptr[k:], owner[k:], coef[k:], 1, 0, n)
+    np.testing.assert_array_equal(together, one_by_one)
+    assert touched == np.count_nonzero(np.any(together != P, axis=1))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_corrected_columns_equal_the_folded_matrix(dtype):
+    m, n = 90, 25
+    P, a, G, _, y = _state(m, n, 1, 1, dtype, seed=7)
+    rng = np.random.default_rng(8)
+    batches = [rng.choice(n, size=s, replace=False) for s in (5, 8, 2)]
+    g_rows, row_ptr, owner, coef, _ = _records(P, a, G, y, batches, 0.0, dtype)
+    folded = P.copy()
+    K.fold_records(folded, g_rows, row_ptr, owner, coef, 3, 0, n)
+    query = np.array([3, 0, 24, 3, 11])
+    cols = np.zeros((m, query.size), dtype)
+    K.gather_columns(P, query, cols)
+    np.testing.assert_array_equal(cols, P[:, query])
+    K.correct_columns(cols, query, g_rows, np.array([5, 8, 2]), row_ptr, owner, coef, 3, np.zeros((8, 5), dtype))
+    np.testing.assert_array_equal(cols, folded[:, query])
+
+
+def test_fold_respects_the_column_range():
     m, n = 20, 12
     P, a, G, batch, y = _state(m, n, 4, 1, np.float64, seed=11)
-    fired_ptr, fired_rows, coefs, _, nnz = _record(P, a, batch, y, 0.0, 1.0, np.float64)
-    row_ptr, owner, index = np.zeros(m + 1, np.int64), np.zeros(nnz, np.int64), np.zeros(nnz, np.int64)
-    K.group_by_row(m, fired_ptr, fired_rows, row_ptr, owner, index)
+    g_rows, row_ptr, owner, coef, _ = _records(P, a, G, y, [batch], 0.0, np.float64)
     whole, halves = P.copy(), P.copy()
-    K.apply_rows(whole, G, batch, row_ptr, owner, index, coefs, 0, n)
-    K.apply_rows(halves, G, batch, row_ptr, owner, index, coefs, 0, 5)
+    K.fold_records(whole, g_rows, row_ptr, owner, coef, 1, 0, n)
+    K.fold_records(halves, g_rows, row_ptr, owner, coef, 1, 0, 5)
     assert not np.array_equal(halves, whole)
     np.testing.assert_array_equal(halves[:, 5:], P[:, 5:])
-    K.apply_rows(halves, G, batch, row_ptr, owner, index, coefs, 5, n)
+    K.fold_records(halves, g_rows, row_ptr, owner, coef, 1, 5, n)
     np.testing.assert_array_equal(halves, whole)
 
 

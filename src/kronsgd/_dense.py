@@ -11,6 +11,8 @@ import numpy as np
 from ._loop import SGDLoop
 from ._memory import format_bytes, require, resolve_budget
 
+_NEURON_BLOCK = 256  # neurons per float64 block when computing outputs
+
 
 class DenseSGD(SGDLoop):
     """Plain minibatch SGD on dense x and W; the same interface as KronSGD.
@@ -54,9 +56,17 @@ class DenseSGD(SGDLoop):
         c["multiply_adds"] += 2 * self.net.width * batch.size * self.net.d
 
     def _outputs_of(self, x: np.ndarray):
-        z = x @ self.W.T  # (n, m)
-        h = np.maximum(z - self._shift, 0.0)
-        return h @ self._a.astype(np.float64) * self._inv_sqrt_m, int(np.count_nonzero(h))
+        """Outputs (n, C) and fired pairs, accumulated in float64 whatever the training dtype
+        (float32 weights near the top of their range must not overflow on the way)."""
+        x = x.astype(np.float64, copy=False)
+        out = np.zeros((x.shape[0], self.net.outputs))  # (n, C)
+        fired = 0
+        for r0 in range(0, self.net.width, _NEURON_BLOCK):
+            w = self.W[r0 : r0 + _NEURON_BLOCK].astype(np.float64)  # (block, d)
+            h = np.maximum(x @ w.T - self._shift, 0.0)  # (n, block)
+            out += h @ self._a[r0 : r0 + _NEURON_BLOCK].astype(np.float64)
+            fired += int(np.count_nonzero(h))
+        return out * self._inv_sqrt_m, fired
 
     def _full_outputs(self):
         return self._outputs_of(self.X)

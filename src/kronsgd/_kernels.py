@@ -3,9 +3,12 @@
 A step is split in two pieces so that serial, asynchronous and distributed engines are loops
 over the same parts:
 
-* ``compute``: from the current pre-activations P (m, n), find the fired neurons of each batch
-  point and their SGD coefficients c (the "update record": batch, fired rows, coefficients);
-* ``apply``: add an update record to P on a range of columns, and to alpha.
+* compute: gather the batch's columns of P and bring them up to date with the pending
+  records (``gather_columns``, ``correct_columns``), find the fired neurons of each batch
+  point and their SGD coefficients (``forward_batch``, ``coefficients``): the update record;
+* apply: group the record by neuron (``group_by_row``), add it to alpha at once
+  (``apply_alpha``) and to P on a range of columns, one or several records at a time
+  (``fold_records``).
 
 Every kernel has a slow NumPy twin in tests/naive.py that the tests compare it with.
 """
@@ -70,11 +73,11 @@ def coefficients(a, residual, fired_ptr, fired_rows, scale, coefs):
 
 
 @nb.jit(**_JIT)
-def group_by_row(m, fired_ptr, fired_rows, row_ptr, entry_owner, entry_index):
+def group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr, entry_owner, entry_coef):
     """Counting sort of the fired pairs by neuron: row r's pairs are entries row_ptr[r]:row_ptr[r+1].
 
-    Within a row, pairs keep batch order. entry_owner holds the batch position i, entry_index
-    the position t in fired_rows/coefs. Returns the number of distinct rows touched.
+    Within a row, pairs keep batch order. entry_owner holds the batch position i and
+    entry_coef the coefficient of each pair. Returns the number of distinct rows touched.
     """
     for r in range(m + 1):
         row_ptr[r] = 0
@@ -91,7 +94,7 @@ def group_by_row(m, fired_ptr, fired_rows, row_ptr, entry_owner, entry_index):
             r = fired_rows[t]
             slot = row_ptr[r]
             entry_owner[slot] = i
-            entry_index[slot] = t
+            entry_coef[slot] = coefs[t]
             row_ptr[r] += 1
     for r in range(m, 0, -1):  # the scatter advanced each start to the next row's start
         row_ptr[r] = row_ptr[r - 1]
@@ -100,19 +103,63 @@ def group_by_row(m, fired_ptr, fired_rows, row_ptr, entry_owner, entry_index):
 
 
 @nb.jit(**_JIT)
-def apply_rows(P, G, g_index, row_ptr, entry_owner, entry_index, coefs, col0, col1):
-    """P[r, col0:col1] += sum over row r's pairs (i, t) of coefs[t] · G[g_index[i], col0:col1].
+def gather_columns(P, batch, out):
+    """out[r, i] = P[r, batch[i]]: the batch's columns of P, (m, B)."""
+    for r in range(P.shape[0]):
+        for i in range(batch.shape[0]):
+            out[r, i] = P[r, batch[i]]
 
-    G holds the Gram rows of the batch points: row g_index[i] is <x_batch[i], x_j> for all j.
-    Each touched P row is read and written once; its pairs are applied in batch order.
+
+@nb.jit(**_JIT)
+def correct_columns(cols, batch, g_rows, rec_size, row_ptr, owner, coef, count, scratch):
+    """Bring gathered columns up to date with ``count`` pending update records.
+
+    cols (m, B) holds P[:, batch] as of before the records; record k added coef · G[batch_k[i], :]
+    to the rows of its pairs, where g_rows[k, i] is that Gram row. Pairs are applied record by
+    record, row by row, in batch order: the same sequence of additions an eager update makes,
+    so the result is bit-identical. scratch (>= max rec_size, B) holds G[batch_k, batch].
+    """
+    m = cols.shape[0]
+    B = batch.shape[0]
+    for k in range(count):
+        for i in range(rec_size[k]):
+            for s in range(B):
+                scratch[i, s] = g_rows[k, i, batch[s]]
+        for r in range(m):
+            for t in range(row_ptr[k, r], row_ptr[k, r + 1]):
+                i = owner[k, t]
+                c = coef[k, t]
+                for s in range(B):
+                    cols[r, s] += c * scratch[i, s]
+
+
+@nb.jit(**_JIT)
+def fold_records(P, g_rows, row_ptr, owner, coef, count, col0, col1):
+    """Apply ``count`` update records to P[:, col0:col1]: P[r, j] += coef · g_rows[k, i, j] per pair.
+
+    Row by row: all the pairs of row r, from every record, are applied while that row of P
+    is in cache, so it is read and written once however many records touch it. Each entry
+    still receives its additions record by record in batch order, the sequence of applying
+    the records one at a time: the bits do not depend on how many records are folded at once.
+    Returns the number of distinct rows touched.
     """
     m = P.shape[0]
+    n = g_rows.shape[2]
+    rows = g_rows.reshape(-1, n)  # (K·B, n): record k's row i is k·B + i
+    per_record = g_rows.shape[1]
+    touched = 0
     for r in range(m):
-        for s in range(row_ptr[r], row_ptr[r + 1]):
-            g = g_index[entry_owner[s]]
-            c = coefs[entry_index[s]]
-            for j in range(col0, col1):
-                P[r, j] += c * G[g, j]
+        p = P[r, col0:col1]  # a slice indexed from 0 keeps the inner loop free of wraparound checks
+        hit = 0
+        for k in range(count):
+            for t in range(row_ptr[k, r], row_ptr[k, r + 1]):
+                hit = 1
+                g = rows[k * per_record + owner[k, t], col0:col1]
+                c = coef[k, t]
+                for j in range(p.shape[0]):
+                    p[j] += c * g[j]
+        touched += hit
+    return touched
 
 
 @nb.jit(**_JIT)

@@ -60,7 +60,13 @@ class SGDLoop:
         for k in range(total):
             batch = plan[k] if isinstance(plan, list) else self.sampler.next()
             started = time.perf_counter()
-            self._step(batch)
+            try:
+                # An overflow must stop the step before it writes the weights, whatever the
+                # caller's warning filters: numpy raises here, and we report it as divergence.
+                with np.errstate(over="raise", invalid="raise"):
+                    self._step(batch)
+            except FloatingPointError as exc:
+                raise self._diverged(float("inf"), batch, cause=str(exc)) from None
             self.train_seconds += time.perf_counter() - started
             self.step_count += 1
             if (log_every and (k + 1) % log_every == 0) or k + 1 == total:
@@ -89,12 +95,19 @@ class SGDLoop:
     # ---- history -----------------------------------------------------------------------
     def loss(self) -> float:
         """Full training loss ½ Σ_i ||f(x_i) - y_i||² over all n points."""
-        outputs, _ = self._full_outputs()
-        return float(0.5 * np.sum((outputs - self.y) ** 2))
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow shows as a non-finite loss
+            outputs, _ = self._full_outputs()
+            return float(0.5 * np.sum((outputs - self.y) ** 2))
 
     def _log(self) -> None:
-        outputs, fired_pairs = self._full_outputs()
-        loss = float(0.5 * np.sum((outputs - self.y) ** 2))
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow shows as a non-finite loss
+            outputs, fired_pairs = self._full_outputs()
+            loss = float(0.5 * np.sum((outputs - self.y) ** 2))
+        if not math.isfinite(loss):  # checked before recording, so history only holds finite losses
+            raise DivergenceError(
+                f"training diverged: the full training loss became non-finite ({loss}) at step "
+                f"{self.step_count}. Lower lr (now {self.lr:g}) and start again."
+            )
         counters = self.counters()
         steps = self.step_count - self._last_log["step"]
         entry = {
@@ -110,15 +123,11 @@ class SGDLoop:
                 entry[key] = (value - previous) / steps if steps else 0.0
         self.history.append(entry)
         self._last_log = {"step": self.step_count, "seconds": self.train_seconds, "counters": counters}
-        if not math.isfinite(loss):
-            raise DivergenceError(
-                f"the training loss became non-finite ({loss}) at step {self.step_count}; "
-                "lower lr (a smaller learning rate) and start again."
-            )
 
-    def _diverged(self, value: float, batch: np.ndarray) -> DivergenceError:
+    def _diverged(self, value: float, batch: np.ndarray, cause: str | None = None) -> DivergenceError:
+        what = f"floating-point {cause}" if cause else f"the batch loss is {value:.3g}"
         return DivergenceError(
-            f"training diverged at step {self.step_count + 1}: the batch loss is {value:.3g} "
+            f"training diverged at step {self.step_count + 1}: {what} "
             f"(batch of {batch.size} points). The model was left at its state after step "
             f"{self.step_count}. Lower lr (now {self.lr:g}) and start again."
         )

@@ -27,8 +27,7 @@ def require(nbytes: int, budget: int, what: str, remedy: str) -> None:
     """Refuse an allocation of ``nbytes`` above ``budget`` with a message that says how to avoid it."""
     if nbytes > budget:
         raise MemoryBudgetError(
-            f"{what} would take {format_bytes(nbytes)}, above the memory budget of "
-            f"{format_bytes(budget)}. {remedy}"
+            f"{what} would take {format_bytes(nbytes)}, above the memory budget of {format_bytes(budget)}. {remedy}"
         )
 
 

@@ -114,7 +114,7 @@ class TwoLayerNet:
         data = data if prepared else self.prepare(data)
         out = project_w0(self._seed, self._width, data, dtype)  # (m, n)
         for support, alpha in self._support:
-            out += (alpha.astype(dtype, copy=False) @ support.gram(other=data).astype(dtype, copy=False))
+            out += alpha.astype(dtype, copy=False) @ support.gram(other=data).astype(dtype, copy=False)
         return out
 
     def predict(self, data) -> np.ndarray:

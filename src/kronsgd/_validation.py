@@ -126,7 +126,9 @@ def check_indices(value, name: str, n: int) -> np.ndarray:
         raise ValidationError(f"{name} must be a 1-d sequence of integer indices. Got {_describe(value)}.")
     idx = raw.astype(np.int64)
     if idx.size and (idx.min() < -n or idx.max() >= n):
-        raise ValidationError(f"{name} must index {n} points (values in [-{n}, {n})). Got values in [{idx.min()}, {idx.max()}].")
+        raise ValidationError(
+            f"{name} must index {n} points (values in [-{n}, {n})). Got values in [{idx.min()}, {idx.max()}]."
+        )
     return np.where(idx < 0, idx + n, idx)
 
 
@@ -137,7 +139,9 @@ def check_targets(y, name: str, n: int, outputs: int, dtype) -> np.ndarray:
         array = array[:, None]
     if array.shape != (n, outputs):
         want = f"({n},) or ({n}, 1)" if outputs == 1 else f"({n}, {outputs})"
-        raise ValidationError(f"{name} must have shape {want} to match the data and the net's outputs. Got {np.shape(y)}.")
+        raise ValidationError(
+            f"{name} must have shape {want} to match the data and the net's outputs. Got {np.shape(y)}."
+        )
     return np.ascontiguousarray(array)
 
 
