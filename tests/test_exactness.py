@@ -136,3 +136,18 @@ def test_the_update_window_does_not_change_a_bit(dtype, gram):
         np.testing.assert_array_equal(P, runs[0][0])
         np.testing.assert_array_equal(alpha, runs[0][1])
         assert losses == runs[0][2]
+
+
+def test_callback_sees_and_extends_every_history_record():
+    data, _, y = _task((4, 5), 1, 1, n=30)
+    trainer = KronSGD(TwoLayerNet((4, 5), width=32), data, y, lr=0.2, batch_size=4, dtype=np.float64)
+    seen = []
+
+    def callback(t, entry):
+        assert t is trainer
+        seen.append(entry["step"])
+        entry["alpha_norm"] = float(np.linalg.norm(t.alpha))
+
+    history = trainer.run(20, log_every=5, callback=callback)
+    assert seen == [0, 5, 10, 15, 20]
+    assert history[0]["alpha_norm"] == 0.0 < history[-1]["alpha_norm"]

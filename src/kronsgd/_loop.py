@@ -37,9 +37,10 @@ class SGDLoop:
         self.train_seconds = 0.0  # wall time inside steps, logging excluded
         self._inv_sqrt_m = 1.0 / math.sqrt(self.net.width)
         self._last_log = {"step": 0, "seconds": 0.0, "counters": {}}
+        self._callback = None
 
     # ---- the public loop ---------------------------------------------------------------
-    def run(self, steps=None, batches=None, log_every=None) -> list[dict]:
+    def run(self, steps=None, batches=None, log_every=None, callback=None) -> list[dict]:
         """Run SGD steps, continuing where the last call stopped; returns ``self.history``.
 
         Parameters
@@ -51,7 +52,15 @@ class SGDLoop:
         log_every : int, optional
             Record the full training loss every this many steps (and always at the end);
             default: about 10 records per call. 0 records only at the end.
+        callback : callable, optional
+            ``callback(trainer, entry)`` is called with each new history record (a dict it
+            may extend with its own measurements) right after it is made.
         """
+        if callback is not None and not callable(callback):
+            raise ValidationError(
+                f"callback must be callable as callback(trainer, entry). Got {type(callback).__name__}."
+            )
+        self._callback = callback
         plan = self._plan(steps, batches)
         total = len(plan) if isinstance(plan, list) else plan
         log_every = max(1, total // 10) if log_every is None else check_int(log_every, "log_every", low=0)
@@ -123,6 +132,8 @@ class SGDLoop:
                 entry[key] = (value - previous) / steps if steps else 0.0
         self.history.append(entry)
         self._last_log = {"step": self.step_count, "seconds": self.train_seconds, "counters": counters}
+        if self._callback is not None:
+            self._callback(self, entry)
 
     def _diverged(self, value: float, batch: np.ndarray, cause: str | None = None) -> DivergenceError:
         what = f"floating-point {cause}" if cause else f"the batch loss is {value:.3g}"
