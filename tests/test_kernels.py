@@ -86,7 +86,7 @@ def test_fold_matches_twin(m, n, B, C, dtype):
     g_rows, row_ptr, owner, coef, [(fired_ptr, fired_rows, coefs)] = _records(P, a, G, y, [batch], 0.2, dtype)
 
     P_k, alpha_k = P.copy(), np.zeros((m, n), dtype)
-    K.fold_records(P_k, g_rows, row_ptr, owner, coef, 1, 0, n)
+    K.fold_records(P_k, g_rows, row_ptr, owner, coef, np.arange(1), 0, n)
     K.apply_alpha(alpha_k, batch, fired_ptr, fired_rows, coefs)
 
     P_ref, alpha_ref = P.copy(), np.zeros((m, n), dtype)
@@ -106,9 +106,9 @@ def test_folding_records_together_or_one_by_one_gives_the_same_bits(dtype):
     batches = [rng.choice(n, size=s, replace=False) for s in (7, 3, 9, 1)]
     g_rows, row_ptr, owner, coef, _ = _records(P, a, G, y, batches, 0.1, dtype)
     together, one_by_one = P.copy(), P.copy()
-    touched = K.fold_records(together, g_rows, row_ptr, owner, coef, len(batches), 0, n)
+    touched = K.fold_records(together, g_rows, row_ptr, owner, coef, np.arange(len(batches)), 0, n)
     for k in range(len(batches)):
-        K.fold_records(one_by_one, g_rows[k:], row_ptr[k:], owner[k:], coef[k:], 1, 0, n)
+        K.fold_records(one_by_one, g_rows, row_ptr, owner, coef, np.array([k]), 0, n)
     np.testing.assert_array_equal(together, one_by_one)
     assert touched == np.count_nonzero(np.any(together != P, axis=1))
 
@@ -121,12 +121,14 @@ def test_corrected_columns_equal_the_folded_matrix(dtype):
     batches = [rng.choice(n, size=s, replace=False) for s in (5, 8, 2)]
     g_rows, row_ptr, owner, coef, _ = _records(P, a, G, y, batches, 0.0, dtype)
     folded = P.copy()
-    K.fold_records(folded, g_rows, row_ptr, owner, coef, 3, 0, n)
+    K.fold_records(folded, g_rows, row_ptr, owner, coef, np.arange(3), 0, n)
     query = np.array([3, 0, 24, 3, 11])
     cols = np.zeros((m, query.size), dtype)
     K.gather_columns(P, query, cols)
     np.testing.assert_array_equal(cols, P[:, query])
-    K.correct_columns(cols, query, g_rows, np.array([5, 8, 2]), row_ptr, owner, coef, 3, np.zeros((8, 5), dtype))
+    K.correct_columns(
+        cols, query, g_rows, np.array([5, 8, 2]), row_ptr, owner, coef, np.arange(3), np.zeros((8, 5), dtype)
+    )
     np.testing.assert_array_equal(cols, folded[:, query])
 
 
@@ -135,11 +137,11 @@ def test_fold_respects_the_column_range():
     P, a, G, batch, y = _state(m, n, 4, 1, np.float64, seed=11)
     g_rows, row_ptr, owner, coef, _ = _records(P, a, G, y, [batch], 0.0, np.float64)
     whole, halves = P.copy(), P.copy()
-    K.fold_records(whole, g_rows, row_ptr, owner, coef, 1, 0, n)
-    K.fold_records(halves, g_rows, row_ptr, owner, coef, 1, 0, 5)
+    K.fold_records(whole, g_rows, row_ptr, owner, coef, np.arange(1), 0, n)
+    K.fold_records(halves, g_rows, row_ptr, owner, coef, np.arange(1), 0, 5)
     assert not np.array_equal(halves, whole)
     np.testing.assert_array_equal(halves[:, 5:], P[:, 5:])
-    K.fold_records(halves, g_rows, row_ptr, owner, coef, 1, 5, n)
+    K.fold_records(halves, g_rows, row_ptr, owner, coef, np.arange(1), 5, n)
     np.testing.assert_array_equal(halves, whole)
 
 

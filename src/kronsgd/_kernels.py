@@ -111,17 +111,18 @@ def gather_columns(P, batch, out):
 
 
 @nb.jit(**_JIT)
-def correct_columns(cols, batch, g_rows, rec_size, row_ptr, owner, coef, count, scratch):
-    """Bring gathered columns up to date with ``count`` pending update records.
+def correct_columns(cols, batch, g_rows, rec_size, row_ptr, owner, coef, slots, scratch):
+    """Bring gathered columns up to date with the pending update records in ``slots`` (in order).
 
-    cols (m, B) holds P[:, batch] as of before the records; record k added coef · G[batch_k[i], :]
-    to the rows of its pairs, where g_rows[k, i] is that Gram row. Pairs are applied record by
-    record, row by row, in batch order: the same sequence of additions an eager update makes,
-    so the result is bit-identical. scratch (>= max rec_size, B) holds G[batch_k, batch].
+    cols (m, B) holds P[:, batch] as of before the records; the record in slot k added
+    coef · g_rows[k, i] to the rows of its pairs (g_rows[k, i] is the Gram row of its i-th
+    batch point). Pairs are applied record by record, row by row, in batch order: the same
+    sequence of additions a fold makes, so the result is bit-identical to folding first.
+    scratch (>= max rec_size, >= B) holds G[batch_k, batch].
     """
     m = cols.shape[0]
     B = batch.shape[0]
-    for k in range(count):
+    for k in slots:
         for i in range(rec_size[k]):
             for s in range(B):
                 scratch[i, s] = g_rows[k, i, batch[s]]
@@ -134,24 +135,24 @@ def correct_columns(cols, batch, g_rows, rec_size, row_ptr, owner, coef, count, 
 
 
 @nb.jit(**_JIT)
-def fold_records(P, g_rows, row_ptr, owner, coef, count, col0, col1):
-    """Apply ``count`` update records to P[:, col0:col1]: P[r, j] += coef · g_rows[k, i, j] per pair.
+def fold_records(P, g_rows, row_ptr, owner, coef, slots, col0, col1):
+    """Apply the update records in ``slots`` (in order) to P[:, col0:col1].
 
-    Row by row: all the pairs of row r, from every record, are applied while that row of P
-    is in cache, so it is read and written once however many records touch it. Each entry
-    still receives its additions record by record in batch order, the sequence of applying
-    the records one at a time: the bits do not depend on how many records are folded at once.
-    Returns the number of distinct rows touched.
+    P[r, j] += coef · g_rows[k, i, j] for every pair. Row by row: all the pairs of row r, from
+    every record, are applied while that row of P is in cache, so it is read and written once
+    however many records touch it. Each entry still receives its additions record by record
+    in batch order, the sequence of applying the records one at a time: the bits do not
+    depend on how many records are folded at once. Returns the number of rows touched.
     """
     m = P.shape[0]
     n = g_rows.shape[2]
-    rows = g_rows.reshape(-1, n)  # (K·B, n): record k's row i is k·B + i
+    rows = g_rows.reshape(-1, n)  # (L·B, n): slot k's row i is k·B + i
     per_record = g_rows.shape[1]
     touched = 0
     for r in range(m):
         p = P[r, col0:col1]  # a slice indexed from 0 keeps the inner loop free of wraparound checks
         hit = 0
-        for k in range(count):
+        for k in slots:
             for t in range(row_ptr[k, r], row_ptr[k, r + 1]):
                 hit = 1
                 g = rows[k * per_record + owner[k, t], col0:col1]

@@ -66,21 +66,32 @@ class SGDLoop:
         log_every = max(1, total // 10) if log_every is None else check_int(log_every, "log_every", low=0)
         if not self.history:
             self._log()
-        for k in range(total):
-            batch = plan[k] if isinstance(plan, list) else self.sampler.next()
+        done = 0
+        while done < total:
+            size = min(log_every or total, total - done)
             started = time.perf_counter()
             try:
-                # An overflow must stop the step before it writes the weights, whatever the
-                # caller's warning filters: numpy raises here, and we report it as divergence.
-                with np.errstate(over="raise", invalid="raise"):
-                    self._step(batch)
-            except FloatingPointError as exc:
-                raise self._diverged(float("inf"), batch, cause=str(exc)) from None
-            self.train_seconds += time.perf_counter() - started
-            self.step_count += 1
-            if (log_every and (k + 1) % log_every == 0) or k + 1 == total:
-                self._log()
+                self._advance(plan[done : done + size] if isinstance(plan, list) else size)
+            finally:
+                self.train_seconds += time.perf_counter() - started
+            done += size
+            self._log()
         return self.history
+
+    def _advance(self, work) -> None:
+        """Run ``work`` steps (an int: sampled batches, or a list of batches), one at a time."""
+        for batch in work if isinstance(work, list) else (self.sampler.next() for _ in range(work)):
+            self._guarded_step(batch)
+            self.step_count += 1
+
+    def _guarded_step(self, batch: np.ndarray) -> None:
+        try:
+            # An overflow must stop the step before it writes the weights, whatever the
+            # caller's warning filters: numpy raises here, and we report it as divergence.
+            with np.errstate(over="raise", invalid="raise"):
+                self._step(batch)
+        except FloatingPointError as exc:
+            raise self._diverged(float("inf"), batch, cause=str(exc)) from None
 
     def _plan(self, steps, batches):
         if batches is None:
@@ -126,14 +137,24 @@ class SGDLoop:
             "seconds": self.train_seconds,
             "step_seconds": (self.train_seconds - self._last_log["seconds"]) / steps if steps else float("nan"),
         }
+        entry.update(self._log_extras(self._last_log.get("published", 0)))
         for key, value in counters.items():  # per-step means since the last record
             if key in ("nnz", "rows_touched", "multiply_adds"):
                 previous = self._last_log["counters"].get(key, 0)
                 entry[key] = (value - previous) / steps if steps else 0.0
         self.history.append(entry)
-        self._last_log = {"step": self.step_count, "seconds": self.train_seconds, "counters": counters}
+        self._last_log = {
+            "step": self.step_count,
+            "seconds": self.train_seconds,
+            "counters": counters,
+            "published": counters.get("steps", 0),
+        }
         if self._callback is not None:
             self._callback(self, entry)
+
+    def _log_extras(self, since: int) -> dict:
+        """Engine-specific fields of a history record (none by default)."""
+        return {}
 
     def _diverged(self, value: float, batch: np.ndarray, cause: str | None = None) -> DivergenceError:
         what = f"floating-point {cause}" if cause else f"the batch loss is {value:.3g}"

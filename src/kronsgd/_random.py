@@ -39,10 +39,10 @@ def output_signs(seed: int, width: int, outputs: int) -> np.ndarray:
 class BatchSampler:
     """Batches of distinct indices drawn uniformly from ``population`` (i.i.d. across steps)."""
 
-    def __init__(self, population: np.ndarray, batch_size: int, seed: int):
+    def __init__(self, population: np.ndarray, batch_size: int, seed: int, worker: int = 0):
         self.population = np.asarray(population, dtype=np.int64)  # (n_shard,)
         self.batch_size = batch_size
-        self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, _STREAM_BATCHES])))
+        self.rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, _STREAM_BATCHES, worker])))
 
     def next(self) -> np.ndarray:
         pick = self.rng.choice(self.population.size, size=self.batch_size, replace=False)

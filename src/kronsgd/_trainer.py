@@ -10,15 +10,19 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels as K
+from ._errors import ValidationError
+from ._log import UpdateLog
 from ._loop import SGDLoop
 from ._memory import format_bytes, require, resolve_budget
 from ._model import fire_fraction
+from ._random import BatchSampler
+from ._threads import run_workers
 from ._validation import check_choice, check_int
-from ._window import UpdateWindow
+from ._worker import NeedsRoom, Worker
 
 _GRAM_SHARE = 0.25  # "auto" precomputes G when it takes at most this share of the budget
 _WINDOW_MAX = 8  # pending records; the fastest on a 2-core machine (see the benchmarks README)
-_WINDOW_BYTES = 16 * 2**20  # "auto" keeps the window's Gram rows within this (about half an L3)
+_RING_BYTES = 48 * 2**20  # "auto" sizes the window so the log's Gram rows stay within this
 
 
 class KronSGD(SGDLoop):
@@ -63,135 +67,108 @@ class KronSGD(SGDLoop):
     """
 
     def __init__(
-        self, net, data, y, lr, batch_size, seed=0, gram="auto", dtype=np.float32, memory_budget=None, window="auto"
+        self,
+        net,
+        data,
+        y,
+        lr,
+        batch_size,
+        seed=0,
+        gram="auto",
+        dtype=np.float32,
+        memory_budget=None,
+        window="auto",
+        workers=1,
+        max_staleness=None,
+        keep_log=False,
     ):
         super().__init__(net, data, y, lr, batch_size, seed, dtype)
-        gram = check_choice(gram, "gram", ("auto", "precomputed", "on_the_fly"))
-        budget = resolve_budget(memory_budget)
-        m, n, item = self.net.width, self.n, self.dtype.itemsize
-        require(
-            2 * m * n * item,
-            budget,
-            f"P and alpha ({m} neurons x {n} points, {self.dtype.name}, two arrays)",
-            "Use fewer points per trainer, a smaller width, or dtype=numpy.float32.",
-        )
-        gram_bytes = n * n * item
-        if gram == "auto":
-            gram = "precomputed" if gram_bytes <= _GRAM_SHARE * budget else "on_the_fly"
-        if gram == "precomputed":
-            require(
-                gram_bytes + 2 * m * n * item,
-                budget,
-                f"the precomputed Gram matrix ({n} x {n}, {format_bytes(gram_bytes)}) with P and alpha",
-                'Pass gram="on_the_fly" to compute the batch\'s Gram rows each step instead.',
+        workers = check_int(workers, "workers", low=1, high=self.n)
+        if workers > 1 and self.batch_size > self.n // workers:
+            raise ValidationError(
+                f"batch_size must be at most the smallest shard, n // workers = {self.n // workers}, "
+                f"since each worker samples from its own points. Got {self.batch_size}."
             )
-        self.gram_mode = gram
-        self._counters = {
-            "steps": 0,
-            "samples": 0,
-            "gram_entries": 0,
-            "nnz": 0,
-            "rows_touched": 0,
-            "multiply_adds": 0,
-            "rows_folded": 0,
-        }
-
+        self.max_staleness = None if max_staleness is None else check_int(max_staleness, "max_staleness", low=0)
+        gram = check_choice(gram, "gram", ("auto", "precomputed", "on_the_fly"))
+        self.gram_mode, self.window_size, slots, pairs = _plan_memory(
+            self, gram, resolve_budget(memory_budget), window, workers
+        )
+        m, n = self.net.width, self.n
         self._P = self.net.preactivations(self.data, prepared=True, dtype=self.dtype)  # (m, n) <w_r, x_j>
         self.alpha = np.zeros((m, n), dtype=self.dtype)  # (m, n) implicit weights, owned here
         self.net.attach_support(self.data, self.alpha)
         self._a = np.ascontiguousarray(self.net.a, dtype=np.float64)  # (m, C)
-        if gram == "precomputed":
-            self.G = self.data.gram().astype(self.dtype)  # (n, n)
-            self._counters["gram_entries"] += n * n
-        else:
-            self.G = None
+        self.G = self.data.gram().astype(self.dtype) if self.gram_mode == "precomputed" else None  # (n, n)
+        self._gram_entries = n * n if self.G is not None else 0
         # |G[i, j]| <= max_i ||x_i||², so one step moves a P entry by at most Σ|c| times this.
         self._gram_bound = float(np.max(self.data.norms()) ** 2)
-        if window == "auto":
-            window = int(min(_WINDOW_MAX, max(1, _WINDOW_BYTES // (self.batch_size * n * item))))
-        self.window_size = check_int(window, "window", low=1)
-        pairs = int(2 * self.batch_size * m * fire_fraction(self.net.shift)) + 1024
-        self._window = UpdateWindow(self.window_size, m, n, self.batch_size, pairs, self.dtype)
-        self._grow(self.batch_size, pairs)
+
+        self.log = UpdateLog(slots, m, n, self.batch_size, pairs, self.dtype, workers, keep=keep_log)
+        bounds = np.linspace(0, n, workers + 1).round().astype(int)  # contiguous shards of points
+        self.workers = []
+        for w in range(workers):
+            shard = np.arange(bounds[w], bounds[w + 1])
+            sampler = self.sampler if workers == 1 else BatchSampler(shard, self.batch_size, self.seed, worker=w)
+            self.workers.append(Worker(w, self, bounds[w], bounds[w + 1], sampler))
         self._warm_up()
 
     def _warm_up(self) -> None:
-        """Compile (or load from cache) every kernel for this dtype now rather than in step 1.
-
-        Two empty steps exercise push, correct and fold without changing any state.
-        """
+        """Compile (or load from cache) every kernel for this dtype now rather than in step 1."""
+        w = self.workers[0]
         empty = np.zeros(0, dtype=np.int64)
-        self._step(empty)
-        self._step(empty)
-        self._window.fold(self._P)
+        for _ in range(2):  # the second empty update exercises the correction of the first
+            w.produce(self.log.reserved + 1, batch=empty)
+        self._flush()
+        self.log.staleness.clear()
+        if self.log.records is not None:
+            self.log.records.clear()
+        w.counters.update(steps=0)
 
     @property
     def P(self) -> np.ndarray:
-        """Pre-activations (m, n) = <w_r, x_j>, with every pending update folded in."""
-        self._window.fold(self._P)
+        """Pre-activations (m, n) = <w_r, x_j>, with every published update folded in."""
+        self._flush()
         return self._P
 
-    def _grow(self, batch_size: int, cap: int) -> None:
-        """(Re)allocate the step buffers: for batches up to batch_size and cap fired pairs."""
-        m, C = self.net.width, self.net.outputs
-        self._ws = {
-            "cols": np.zeros(m * batch_size, dtype=self.dtype),  # flat; viewed as (m, B)
-            "local": np.arange(batch_size, dtype=np.int64),  # column i of cols is batch point i
-            "fired_ptr": np.zeros(batch_size + 1, dtype=np.int64),
-            "fired_rows": np.zeros(cap, dtype=np.int64),
-            "coefs": np.zeros(cap, dtype=self.dtype),
-            "f": np.zeros((batch_size, C), dtype=np.float64),
-        }
+    def _flush(self) -> None:
+        """Fold every published record into every worker's columns (call when no worker runs)."""
+        for w in self.workers:
+            w.snapshot = self.log.published
+            w.fold()
 
-    # ---- one step ----------------------------------------------------------------------
+    # ---- training ----------------------------------------------------------------------
     def _step(self, batch: np.ndarray) -> None:
-        ws, net, m = self._ws, self.net, self.net.width
-        B = batch.size
-        if B > ws["local"].size:
-            self._grow(B, ws["fired_rows"].size)
-            ws = self._ws
-        # compute: the batch's columns of P, brought up to date; fired sets, outputs, coefficients
-        cols = ws["cols"][: m * B].reshape(m, B)  # (m, B)
-        K.gather_columns(self._P, batch, cols)
-        self._window.correct(cols, batch)
-        args = (self._a, ws["local"][:B], net.shift, self._inv_sqrt_m)
-        nnz = K.forward_batch(cols, *args, ws["fired_ptr"], ws["fired_rows"], ws["f"])
-        if nnz > ws["fired_rows"].size:
-            self._grow(ws["local"].size, 2 * nnz)
-            ws = self._ws
-            K.forward_batch(cols, *args, ws["fired_ptr"], ws["fired_rows"], ws["f"])
-        residual = ws["f"][:B] - self.y[batch]  # (B, C)
-        batch_loss = 0.5 * float(np.sum(residual * residual))
-        if not np.isfinite(batch_loss):
-            raise self._diverged(batch_loss, batch)
-        fired_ptr = ws["fired_ptr"][: B + 1]
-        growth = K.coefficients(
-            self._a, residual, fired_ptr, ws["fired_rows"], -self.lr * self._inv_sqrt_m, ws["coefs"]
-        )
-        if not growth * self._gram_bound < 0.25 * np.finfo(self.dtype).max:
-            raise self._diverged(batch_loss, batch)
-        # apply: alpha at once; P through the window (folded when full)
-        window = self._window
-        window.reserve(self._P, B, nnz)
-        rows = window.slot_rows(B)  # (B, n)
-        if self.G is None:
-            rows[:] = self.data.gram(rows=batch)
-            self._counters["gram_entries"] += B * self.n
-        else:
-            np.take(self.G, batch, axis=0, out=rows)
-        touched = window.push(fired_ptr, ws["fired_rows"], ws["coefs"])
-        K.apply_alpha(self.alpha, batch, fired_ptr, ws["fired_rows"], ws["coefs"])
-        if window.full():
-            window.fold(self._P)
-        if B == 0:
+        """One sequential step on ``batch`` (single worker)."""
+        while True:
+            try:
+                self.workers[0].produce(self.log.reserved + 1, batch=batch)
+                return
+            except NeedsRoom as room:
+                self._make_room(room)
+
+    def _make_room(self, room: NeedsRoom) -> None:
+        self._flush()
+        self.log.grow(room.batch, 2 * room.pairs)
+        for w in self.workers:
+            w.scratch = np.zeros((self.log.batch_cap, w.local.size), dtype=self.dtype)
+
+    def _advance(self, work) -> None:
+        if len(self.workers) == 1:
+            return super()._advance(work)
+        if isinstance(work, list):
+            raise ValidationError("batches= drives one worker; with workers > 1 each worker samples its own shard.")
+        end = self.log.reserved + work
+        while True:
+            error = run_workers(self.workers, end)
+            self._flush()
+            self.step_count = sum(w.counters["steps"] for w in self.workers)
+            if isinstance(error, NeedsRoom):
+                self._make_room(error)
+                continue
+            if error is not None:
+                raise error
             return
-        c = self._counters
-        c["steps"] += 1
-        c["samples"] += B
-        c["nnz"] += nnz
-        c["rows_touched"] += touched
-        c["multiply_adds"] += nnz * self.n
-        c["rows_folded"] = window.rows_folded
 
     def _full_outputs(self):
         out = np.empty((self.n, self.net.outputs))  # (n, C)
@@ -200,10 +177,61 @@ class KronSGD(SGDLoop):
 
     # ---- results -----------------------------------------------------------------------
     def counters(self) -> dict:
-        """Cost counters so far: steps, samples, gram_entries (inner products <x_i, x_j>
-        computed), nnz (fired pairs = nonzero SGD coefficients), rows_touched (P rows
-        updated), multiply_adds (P update work, nnz · n)."""
-        return dict(self._counters)
+        """Cost counters so far, over all workers: steps, samples, gram_entries (inner
+        products <x_i, x_j> computed), nnz (fired pairs = nonzero SGD coefficients),
+        rows_touched (P rows changed, summed over updates), multiply_adds (P update work,
+        nnz · n) and rows_folded (P rows written by folds: the memory traffic on P)."""
+        total = {"steps": 0, "samples": 0, "gram_entries": self._gram_entries, "nnz": 0, "rows_touched": 0}
+        total["rows_folded"] = 0
+        for w in self.workers:
+            for key, value in w.counters.items():
+                total[key] += value
+        total["multiply_adds"] = total["nnz"] * self.n
+        return total
+
+    def _log_extras(self, since: int) -> dict:
+        """Staleness of the updates since the last record: mean, max and histogram."""
+        recent = np.asarray(self.log.staleness[since:], dtype=np.int64)
+        if recent.size == 0:
+            return {}
+        return {
+            "staleness_mean": float(recent.mean()),
+            "staleness_max": int(recent.max()),
+            "staleness_hist": np.bincount(recent).tolist(),
+        }
+
+    @property
+    def records(self) -> list:
+        """The update log, in order, when the trainer was made with keep_log=True."""
+        return self.log.ordered_records()
+
+    def replay(self, records) -> None:
+        """Apply logged updates, in log order, to this trainer's state (single worker).
+
+        A fresh trainer with the same net seed, data and dtype that replays another run's
+        ``records`` ends with the same alpha and P, bit for bit: each entry receives the
+        same additions in the same order.
+        """
+        if len(self.workers) != 1:
+            raise ValidationError("replay() runs on a trainer with workers=1.")
+        worker, m = self.workers[0], self.net.width
+        for k, rec in enumerate(records):
+            if rec.batch.size and (rec.batch.max() >= self.n or (rec.rows.size and rec.rows.max() >= m)):
+                raise ValidationError(f"records[{k}] does not fit this trainer's {self.n} points and {m} neurons.")
+            fired_ptr = np.zeros(rec.batch.size + 1, dtype=np.int64)  # regroup the pairs by batch point
+            order = np.argsort(rec.owner, kind="stable")
+            np.cumsum(np.bincount(rec.owner, minlength=rec.batch.size), out=fired_ptr[1:])
+            worker.fired_ptr, worker.fired_rows = fired_ptr, rec.rows[order]
+            worker.coefs = rec.coef[order].astype(self.dtype)
+            if rec.rows.size > self.log.pair_cap or rec.batch.size > self.log.batch_cap:
+                self._make_room(NeedsRoom(rec.batch.size, rec.rows.size))
+            worker.snapshot = self.log.published
+            if worker.snapshot - self.log.folded[0] >= self.window_size:
+                worker.fold()
+            seq = self.log.reserve(0, self.log.published, None, self.log.reserved + 1)
+            worker.publish(seq, rec.batch, rec.rows.size)
+        worker._allocate(worker.local.size, self.log.pair_cap)
+        self.step_count += len(records)
 
     def predict(self, data) -> np.ndarray:
         """The trained net's outputs on new points (exact, from the implicit weights)."""
@@ -211,3 +239,45 @@ class KronSGD(SGDLoop):
 
     def dense_weights(self, max_bytes=None) -> np.ndarray:
         return self.net.dense_weights(max_bytes)
+
+
+def _plan_memory(trainer, gram: str, budget: int, window, workers: int):
+    """Choose the Gram mode and the window within the memory budget, or refuse clearly.
+
+    Returns (gram mode, window, log slots, pairs per slot).
+    """
+    m, n, B, item = trainer.net.width, trainer.n, trainer.batch_size, trainer.dtype.itemsize
+    # one log slot: a batch's Gram rows and indices, and its fired pairs (grown if needed)
+    pairs = min(B * m, int(2 * B * m * fire_fraction(trainer.net.shift)) + 64)
+    slot_bytes = B * (n * item + 8) + (m + 1) * 8 + pairs * (8 + item)
+    fixed = 2 * m * n * item + (2 * workers + 2) * slot_bytes  # P, alpha and the smallest log
+    require(
+        fixed,
+        budget,
+        f"P and alpha ({m} neurons x {n} points, {trainer.dtype.name}) with the update log",
+        "Use fewer points per trainer, a smaller width, or dtype=numpy.float32.",
+    )
+    gram_bytes = n * n * item
+    if gram == "auto":
+        fits = gram_bytes <= _GRAM_SHARE * budget and fixed + gram_bytes <= budget
+        gram = "precomputed" if fits else "on_the_fly"
+    if gram == "precomputed":
+        require(
+            fixed + gram_bytes,
+            budget,
+            f"the precomputed Gram matrix ({n} x {n}, {format_bytes(gram_bytes)}) with P, alpha and the log",
+            'Pass gram="on_the_fly" to compute the batch\'s Gram rows each step instead.',
+        )
+        fixed += gram_bytes
+    if window == "auto":
+        ring = min(_RING_BYTES, budget - fixed)
+        window = int(min(_WINDOW_MAX, max(1, (ring // slot_bytes - 2) // (2 * workers))))
+    window = check_int(window, "window", low=1)
+    slots = 2 * window * workers + 2  # enough that workers rarely wait for a free slot
+    require(
+        fixed + (slots - 2 * workers - 2) * slot_bytes,
+        budget,
+        f"the update log of {slots} records (window={window}) with P, alpha and G",
+        "Use a smaller window.",
+    )
+    return gram, window, slots, pairs

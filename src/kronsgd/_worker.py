@@ -1,0 +1,171 @@
+"""A worker: owns a contiguous shard of training points (columns of P and alpha) and makes updates.
+
+Its loop is the asynchronous SGD of DESIGN.md §6: take the records published so far as its
+snapshot, compute an update on a batch of its own points from its columns of P brought up to
+that snapshot, append the update to the log, and fold the records into its columns every
+``window`` records. It waits for nobody except to respect the staleness bound.
+
+"Compute an update" (``compute``) only reads shared state; "apply an update" (``publish``
+for alpha, ``fold`` for P) writes only this worker's columns.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels as K
+from ._log import Record
+
+
+class NeedsRoom(Exception):
+    """An update does not fit the log's slots; the engine grows them and retries the step."""
+
+    def __init__(self, batch: int, pairs: int):
+        super().__init__(f"a record of {batch} points and {pairs} pairs needs larger log slots")
+        self.batch, self.pairs = batch, pairs
+
+
+_STALE, _FULL = "stale", "full"
+
+
+class Worker:
+    """Worker ``wid`` of an engine (a KronSGD), owning points ``start:stop``."""
+
+    def __init__(self, wid: int, engine, start: int, stop: int, sampler):
+        self.id, self.engine = wid, engine
+        self.start, self.stop = start, stop
+        self.sampler = sampler
+        self.snapshot = 0  # this worker's view includes records 0..snapshot-1
+        self.retry_batch = None  # a batch whose update could not be logged yet
+        self.counters = {"steps": 0, "samples": 0, "gram_entries": 0, "nnz": 0, "rows_touched": 0, "rows_folded": 0}
+        self._allocate(engine.batch_size, engine.log.pair_cap)
+
+    def _allocate(self, batch: int, cap: int) -> None:
+        e = self.engine
+        m = e.net.width
+        self.cols = np.zeros(m * batch, dtype=e.dtype)  # flat; viewed as (m, B)
+        self.local = np.arange(batch, dtype=np.int64)  # column i of cols is batch point i
+        self.fired_ptr = np.zeros(batch + 1, dtype=np.int64)
+        self.fired_rows = np.zeros(cap, dtype=np.int64)
+        self.coefs = np.zeros(cap, dtype=e.dtype)
+        self.f = np.zeros((batch, e.net.outputs), dtype=np.float64)
+        self.scratch = np.zeros((max(batch, e.log.batch_cap), batch), dtype=e.dtype)
+
+    # ---- the loop body -----------------------------------------------------------------
+    def produce(self, end: int, batch: np.ndarray | None = None) -> bool:
+        """Make one update and append it to the log; False once ``end`` records exist."""
+        log = self.engine.log
+        if batch is None:  # a batch drawn for an attempt that had to be retried is reused
+            batch = self.retry_batch if self.retry_batch is not None else self.sampler.next()
+        self.retry_batch = batch
+        while True:
+            self.snapshot = log.published
+            if self.snapshot - log.folded[self.id] >= self.engine.window_size:
+                self.fold()
+            nnz = self.compute(batch)
+            if nnz > log.pair_cap or batch.size > log.batch_cap:
+                raise NeedsRoom(batch.size, nnz)
+            seq = log.reserve(self.id, self.snapshot, self.engine.max_staleness, end)
+            if seq is None:
+                return False
+            if seq == _FULL:
+                self.snapshot = log.published
+                self.fold()
+            if not isinstance(seq, str):
+                break
+        self.publish(seq, batch, nnz)
+        self.retry_batch = None
+        return True
+
+    def compute(self, batch: np.ndarray) -> int:
+        """Fired sets and SGD coefficients of ``batch`` from this worker's snapshot; writes nothing shared.
+
+        Returns nnz; raises DivergenceError (nothing changed) when the step would diverge.
+        """
+        e, log = self.engine, self.engine.log
+        m, B = e.net.width, batch.size
+        if B > self.local.size:
+            self._allocate(B, self.fired_rows.size)
+        cols = self.cols[: m * B].reshape(m, B)  # (m, B) = P[:, batch] at the snapshot
+        K.gather_columns(e._P, batch, cols)
+        pending = log.slots_between(log.folded[self.id], self.snapshot)
+        if pending.size:
+            K.correct_columns(
+                cols, batch, log.g_rows, log.rec_size, log.row_ptr, log.owner, log.coef, pending, self.scratch
+            )
+        args = (e._a, self.local[:B], e.net.shift, e._inv_sqrt_m)
+        nnz = K.forward_batch(cols, *args, self.fired_ptr, self.fired_rows, self.f)
+        if nnz > self.fired_rows.size:
+            self._allocate(self.local.size, 2 * nnz)
+            K.forward_batch(cols, *args, self.fired_ptr, self.fired_rows, self.f)
+        residual = self.f[:B] - e.y[batch]  # (B, C)
+        batch_loss = 0.5 * float(np.sum(residual * residual))
+        if not np.isfinite(batch_loss):
+            raise e._diverged(batch_loss, batch)
+        growth = K.coefficients(
+            e._a, residual, self.fired_ptr[: B + 1], self.fired_rows, -e.lr * e._inv_sqrt_m, self.coefs
+        )
+        if not growth * e._gram_bound < 0.25 * np.finfo(e.dtype).max:
+            raise e._diverged(batch_loss, batch)
+        return nnz
+
+    def publish(self, seq: int, batch: np.ndarray, nnz: int) -> None:
+        """Write the computed update to log slot ``seq``, add it to alpha, and publish it."""
+        e, log = self.engine, self.engine.log
+        B, s = batch.size, log.slot(seq)
+        fired_ptr = self.fired_ptr[: B + 1]
+        try:
+            if e.G is None:
+                log.g_rows[s, :B] = e.data.gram(rows=batch)
+                self.counters["gram_entries"] += B * e.n
+            else:
+                np.take(e.G, batch, axis=0, out=log.g_rows[s, :B])
+            log.batch[s, :B] = batch
+            log.rec_size[s] = B
+            touched = K.group_by_row(
+                e.net.width, fired_ptr, self.fired_rows, self.coefs, log.row_ptr[s], log.owner[s], log.coef[s]
+            )
+            record = self._record(seq, batch, nnz) if log.records is not None else None
+        except BaseException:
+            log.publish_empty(seq)  # no hole in the log: the others never wait on this slot
+            raise
+        # nothing below can fail: alpha and the log change together
+        K.apply_alpha(e.alpha, batch, fired_ptr, self.fired_rows, self.coefs)
+        log.publish(seq, record or _Staleness(seq - self.snapshot))
+        c = self.counters
+        c["steps"] += 1
+        c["samples"] += B
+        c["nnz"] += nnz
+        c["rows_touched"] += touched
+
+    def _record(self, seq: int, batch: np.ndarray, nnz: int) -> Record:
+        log, s = self.engine.log, self.engine.log.slot(seq)
+        counts = np.diff(log.row_ptr[s])
+        return Record(
+            seq=seq,
+            worker=self.id,
+            staleness=seq - self.snapshot,
+            batch=batch.copy(),
+            rows=np.repeat(np.arange(counts.size, dtype=np.int64), counts),
+            owner=log.owner[s, :nnz].copy(),
+            coef=log.coef[s, :nnz].copy(),
+        )
+
+    def fold(self) -> None:
+        """Fold the records of this worker's snapshot into its columns of P."""
+        log = self.engine.log
+        pending = log.slots_between(log.folded[self.id], self.snapshot)
+        if pending.size:
+            self.counters["rows_folded"] += K.fold_records(
+                self.engine._P, log.g_rows, log.row_ptr, log.owner, log.coef, pending, self.start, self.stop
+            )
+            log.mark_folded(self.id, self.snapshot)
+
+
+class _Staleness:
+    """The staleness of a record whose contents are not kept."""
+
+    __slots__ = ("staleness",)
+
+    def __init__(self, staleness: int):
+        self.staleness = staleness
