@@ -1,8 +1,10 @@
 """KronSGD: exact SGD on Kronecker points whose step cost does not depend on d.
 
 State (DESIGN.md §3): the implicit weights alpha (m, n), w_r = w_r(0) + Σ_j alpha[r, j] x_j,
-and the pre-activations P (m, n) = <w_r, x_j>, kept up to date by every step. A step touches
-only the rows of P whose neurons fired on the batch: O(nnz(c) · n) work.
+and the pre-activations P (m, n) = <w_r, x_j>. A step touches only the rows of P whose
+neurons fired on the batch: O(nnz(c) · n) work. Steps are update records in a log
+(_log.py); workers (_worker.py) own shards of points and fold the log into their columns of
+P. One worker is the sequential algorithm; several run on threads (_threads.py).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ _RING_BYTES = 48 * 2**20  # "auto" sizes the window so the log's Gram rows stay 
 
 
 class KronSGD(SGDLoop):
-    """Kronecker SGD on a TwoLayerNet (sequential, exact).
+    """Kronecker SGD on a TwoLayerNet: exact, sequential or with asynchronous workers.
 
     Parameters
     ----------
@@ -52,6 +54,17 @@ class KronSGD(SGDLoop):
         Update records kept before they are folded into P (1 = fold every step). Larger
         windows move P through memory less often; the iterates are the same bits for any
         window. "auto" picks up to 8, bounded so the records' Gram rows stay in cache.
+    workers : int, default 1
+        Threads, each owning a contiguous shard of the points and sampling its batches
+        there; they never wait for each other except to respect ``max_staleness``.
+        ``run(steps)`` counts updates over all workers. One worker is the exact sequential
+        algorithm.
+    max_staleness : int or None, default None
+        The most updates a worker's state may lack when its update is logged (None: no
+        bound). Staleness is reported in the history (mean, max, histogram).
+    keep_log : bool, default False
+        Keep every update record (``trainer.records``) so that ``replay`` can reproduce
+        the run; memory grows with nnz per step, not with d.
 
     Examples
     --------
