@@ -39,6 +39,16 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+def _cmd_inspect(args) -> int:
+    from ._inspect import inspect, load_samples, rank_from_text
+
+    X = load_samples(args.file, args.key)
+    rank = rank_from_text(args.rank)
+    report = inspect(X, shape=args.shape, rank=rank, energy=args.energy, width=args.width, batch_size=args.batch)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kronsgd",
@@ -57,6 +67,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--json", action="store_true", help="print the summary and history as JSON")
     demo.set_defaults(handler=_cmd_demo)
+    inspect = sub.add_parser(
+        "inspect",
+        help="find the Kronecker structure of dense samples in a .npy/.npz file and predict the speedup",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    inspect.add_argument("file", metavar="FILE", help=".npy holding X (n, d) or (n, d1, d2), or .npz with X in it")
+    inspect.add_argument("--key", default=None, help="array of a .npz file to read (default: X, else its only array)")
+    inspect.add_argument("--shape", default="auto", help="factor dimensions such as 8x8 or 8x8x16, or auto")
+    inspect.add_argument("--rank", default="auto", help="terms per split, or auto")
+    inspect.add_argument("--energy", type=float, default=0.99, help="share of the squared norm to keep (rank auto)")
+    inspect.add_argument("--width", type=int, default=1024, help="hidden neurons m of the cost model")
+    inspect.add_argument("--batch", type=int, default=32, help="batch size |S| of the cost model")
+    inspect.add_argument("--json", action="store_true", help="print the report as JSON")
+    inspect.set_defaults(handler=_cmd_inspect)
     return parser
 
 

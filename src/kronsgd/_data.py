@@ -7,6 +7,7 @@ follows numpy.kron's row-major convention: kron(u, v) == (u[:, None] * v[None, :
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class KroneckerData:
     def __init__(self, factors):
         if isinstance(factors, KroneckerData):
             factors = factors.factors
-        if isinstance(factors, np.ndarray) or not hasattr(factors, "__len__"):
+        if not isinstance(factors, Sequence) or isinstance(factors, (str, bytes)):  # not ndarray, dict, set
             raise ValidationError(
                 "factors must be a list of k >= 2 arrays, each (n, d_l) or (n, R, d_l). "
                 f"Got {type(factors).__name__}."
@@ -120,7 +121,7 @@ class KroneckerData:
         for start in range(0, idx.size, chunk):
             sel = idx[start : start + chunk]
             block = np.ones((sel.size * r1, other.n * r2))  # (rows·R1, other.n·R2)
-            for f, g in zip(self._factors, other.factors):
+            for f, g in zip(self._factors, other.factors, strict=True):
                 block *= f[sel].reshape(-1, f.shape[2]) @ g.reshape(-1, g.shape[2]).T
             out[start : start + sel.size] = block.reshape(sel.size, r1, other.n, r2).sum(axis=(1, 3))
         return out
@@ -170,3 +171,14 @@ class KroneckerData:
                 term = (term[:, :, None] * f[:, q, None, :]).reshape(self.n, -1)  # (n, d_1···d_l)
             out += term
         return out
+
+    @classmethod
+    def from_dense(cls, X, shape="auto", rank="auto", energy=0.99) -> KroneckerData:
+        """Nearest rank-R Kronecker factors of dense samples X (n, d) or (n, d1, d2), by SVD.
+
+        See ``kronsgd._structure.from_dense`` for the parameters; the result carries
+        ``residual`` (n,), ``energy``, ``energy_target`` and ``level_ranks``.
+        """
+        from ._structure import from_dense  # deferred: _structure builds on this module
+
+        return from_dense(X, shape=shape, rank=rank, energy=energy)
