@@ -94,6 +94,8 @@ class KronSGD(SGDLoop):
         workers=1,
         max_staleness=None,
         keep_log=False,
+        *,
+        _restore=None,
     ):
         super().__init__(net, data, y, lr, batch_size, seed, dtype)
         workers = check_int(workers, "workers", low=1, high=self.n)
@@ -108,8 +110,11 @@ class KronSGD(SGDLoop):
             self, gram, resolve_budget(memory_budget), window, workers
         )
         m, n = self.net.width, self.n
-        self._P = self.net.preactivations(self.data, prepared=True, dtype=self.dtype)  # (m, n) <w_r, x_j>
-        self.alpha = np.zeros((m, n), dtype=self.dtype)  # (m, n) implicit weights, owned here
+        if _restore is None:  # a checkpoint brings its own P and alpha (see _checkpoint.py)
+            self._P = self.net.preactivations(self.data, prepared=True, dtype=self.dtype)  # (m, n) <w_r, x_j>
+            self.alpha = np.zeros((m, n), dtype=self.dtype)  # (m, n) implicit weights, owned here
+        else:
+            self._P, self.alpha = _restore["P"], _restore["alpha"]
         self.net.attach_support(self.data, self.alpha)
         self._a = np.ascontiguousarray(self.net.a, dtype=np.float64)  # (m, C)
         self.G = self.data.gram().astype(self.dtype) if self.gram_mode == "precomputed" else None  # (n, n)
