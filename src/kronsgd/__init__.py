@@ -2,14 +2,14 @@
 does not depend on the input dimension (Song & Ye, arXiv:2305.08001)."""
 
 from . import theory
+from ._checkpoint import resume
 from ._data import KroneckerData
 from ._dense import DenseSGD
 from ._errors import DivergenceError, KronsgdError, MemoryBudgetError, ValidationError
 from ._inspect import StructureReport, inspect
 from ._model import TwoLayerNet
 from ._trainer import KronSGD
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "DenseSGD",
@@ -22,6 +22,7 @@ __all__ = [
     "TwoLayerNet",
     "ValidationError",
     "__version__",
+    "resume",
     "inspect",
     "theory",
 ]

@@ -40,7 +40,9 @@ class SGDLoop:
         self._callback = None
 
     # ---- the public loop ---------------------------------------------------------------
-    def run(self, steps=None, batches=None, log_every=None, callback=None) -> list[dict]:
+    def run(
+        self, steps=None, batches=None, log_every=None, callback=None, checkpoint=None, checkpoint_every=None
+    ) -> list[dict]:
         """Run SGD steps, continuing where the last call stopped; returns ``self.history``.
 
         Parameters
@@ -55,28 +57,54 @@ class SGDLoop:
         callback : callable, optional
             ``callback(trainer, entry)`` is called with each new history record (a dict it
             may extend with its own measurements) right after it is made.
+        checkpoint : str or Path, optional
+            Write the training state there (atomically) every ``checkpoint_every`` steps,
+            at the end, and when a step fails; ``kronsgd.resume`` continues from it.
+        checkpoint_every : int, optional
+            Steps between checkpoints; default: only at the end (and on failure).
         """
         if callback is not None and not callable(callback):
             raise ValidationError(
                 f"callback must be callable as callback(trainer, entry). Got {type(callback).__name__}."
             )
+        if checkpoint is None and checkpoint_every is not None:
+            raise ValidationError("checkpoint_every needs checkpoint= (a file path) as well.")
+        every = None if checkpoint_every is None else check_int(checkpoint_every, "checkpoint_every", low=1)
+        if checkpoint is not None:
+            checkpoint = self._checkpoint_path(checkpoint)
         self._callback = callback
         plan = self._plan(steps, batches)
         total = len(plan) if isinstance(plan, list) else plan
         log_every = max(1, total // 10) if log_every is None else check_int(log_every, "log_every", low=0)
         if not self.history:
             self._log()
-        done = 0
+        done = since_checkpoint = 0
         while done < total:
-            size = min(log_every or total, total - done)
+            to_log = log_every - done % log_every if log_every else total
+            size = min(to_log, total - done, (every or total) - since_checkpoint)
             started = time.perf_counter()
             try:
                 self._advance(plan[done : done + size] if isinstance(plan, list) else size)
+            except BaseException:
+                if checkpoint is not None:  # the state is consistent: keep it for a resume
+                    self._save_checkpoint(checkpoint)
+                raise
             finally:
                 self.train_seconds += time.perf_counter() - started
             done += size
-            self._log()
+            since_checkpoint += size
+            if (log_every and done % log_every == 0) or done == total:
+                self._log()
+            if checkpoint is not None and (since_checkpoint == every or done == total):
+                self._save_checkpoint(checkpoint)
+                since_checkpoint = 0
         return self.history
+
+    def _checkpoint_path(self, path):
+        raise ValidationError(f"checkpoints are written by KronSGD runs; {type(self).__name__} has none.")
+
+    def _save_checkpoint(self, path) -> None:  # pragma: no cover - only KronSGD checkpoints
+        raise NotImplementedError
 
     def _advance(self, work) -> None:
         """Run ``work`` steps (an int: sampled batches, or a list of batches), one at a time."""

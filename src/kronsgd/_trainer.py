@@ -9,9 +9,13 @@ P. One worker is the sequential algorithm; several run on threads (_threads.py).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from . import _kernels as K
+from ._checkpoint import save_checkpoint
 from ._errors import ValidationError
 from ._log import UpdateLog
 from ._loop import SGDLoop
@@ -217,6 +221,14 @@ class KronSGD(SGDLoop):
             "staleness_max": int(recent.max()),
             "staleness_hist": np.bincount(recent).tolist(),
         }
+
+    def _checkpoint_path(self, path):
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise ValidationError(f"checkpoint must be a file path (str or Path). Got {path!r}.")
+        return Path(path)
+
+    def _save_checkpoint(self, path) -> None:
+        save_checkpoint(self, path)
 
     @property
     def records(self) -> list:
