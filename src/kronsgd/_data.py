@@ -121,34 +121,54 @@ class KroneckerData:
         for start in range(0, idx.size, chunk):
             sel = idx[start : start + chunk]
             block = np.ones((sel.size * r1, other.n * r2))  # (rows·R1, other.n·R2)
-            for f, g in zip(self._factors, other.factors, strict=True):
-                block *= f[sel].reshape(-1, f.shape[2]) @ g.reshape(-1, g.shape[2]).T
-            out[start : start + sel.size] = block.reshape(sel.size, r1, other.n, r2).sum(axis=(1, 3))
-        return out
+            with np.errstate(over="ignore", invalid="ignore"):  # checked below
+                for f, g in zip(self._factors, other.factors, strict=True):
+                    block *= f[sel].reshape(-1, f.shape[2]) @ g.reshape(-1, g.shape[2]).T
+                out[start : start + sel.size] = block.reshape(sel.size, r1, other.n, r2).sum(axis=(1, 3))
+        return _finite(out, "gram()")
+
+    def _balanced(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """Factors rescaled per point so each has largest entry 1, with sqrt of the core norm².
+
+        Returns (factors, log of the scale taken out (n,), core (n,)) with ||x_i|| =
+        exp(log_scale[i]) · core[i]: no product of large or tiny factors ever overflows.
+        """
+        log_scale = np.zeros(self.n)
+        balanced = []
+        for f in self._factors:
+            peak = np.abs(f).max(axis=(1, 2))  # (n,)
+            peak = np.where(peak > 0, peak, 1.0)
+            balanced.append(f / peak[:, None, None])
+            log_scale += np.log(peak)
+        sq = np.ones((self.n, self.rank, self.rank))  # (n, R, R)
+        for f in balanced:
+            sq *= np.einsum("iqa,ipa->iqp", f, f)
+        return balanced, log_scale, np.sqrt(np.maximum(sq.sum(axis=(1, 2)), 0.0))
 
     def norms(self) -> np.ndarray:
-        """Euclidean norms of the points, shape (n,), from the factors."""
-        sq = np.ones((self.n, self.rank, self.rank))  # (n, R, R)
-        for f in self._factors:
-            sq *= np.einsum("iqa,ipa->iqp", f, f)
-        return np.sqrt(np.maximum(sq.sum(axis=(1, 2)), 0.0))
+        """Euclidean norms of the points, shape (n,), from the factors (inf beyond float64's range)."""
+        _, log_scale, core = self._balanced()
+        with np.errstate(over="ignore"):
+            return np.where(core > 0, core * np.exp(log_scale), 0.0)
 
     def normalized(self) -> KroneckerData:
         """The same points scaled to unit norm; the original norms are kept in ``.scale``.
 
-        Raises ValidationError naming the first zero-norm point (it has no direction).
+        Every factor is rescaled per point (largest entry 1 before the final division), so
+        points of any magnitude normalise without overflow. Raises ValidationError naming
+        the first zero-norm point (it has no direction).
         """
-        norms = self.norms()
-        zero = np.flatnonzero(~(norms > 0))
+        factors, log_scale, core = self._balanced()
+        zero = np.flatnonzero(~(core > 0))
         if zero.size:
             raise ValidationError(
                 f"data has {zero.size} point(s) of zero norm (the first is index {zero[0]}); "
                 "a zero vector cannot be scaled to unit norm. Remove them or pass normalize=False."
             )
-        factors = list(self._factors)
-        factors[0] = factors[0] / norms[:, None, None]
+        factors[0] = factors[0] / core[:, None, None]
         unit = KroneckerData(factors)
-        unit.scale = norms  # (n,) original norms: x_original = scale[i] * x_unit[i]
+        with np.errstate(over="ignore"):
+            unit.scale = core * np.exp(log_scale)  # (n,) original norms: x_original = scale[i] * x_unit[i]
         return unit
 
     # ---- dense -------------------------------------------------------------------------
@@ -165,12 +185,13 @@ class KroneckerData:
             "The structured API never needs it: use gram(), or subset the points first (data[:k]).",
         )
         out = np.zeros((self.n, self.d))  # (n, d)
-        for q in range(self.rank):
-            term = self._factors[0][:, q, :]  # (n, d_1)
-            for f in self._factors[1:]:
-                term = (term[:, :, None] * f[:, q, None, :]).reshape(self.n, -1)  # (n, d_1···d_l)
-            out += term
-        return out
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            for q in range(self.rank):
+                term = self._factors[0][:, q, :]  # (n, d_1)
+                for f in self._factors[1:]:
+                    term = (term[:, :, None] * f[:, q, None, :]).reshape(self.n, -1)  # (n, d_1···d_l)
+                out += term
+        return _finite(out, "to_dense()")
 
     @classmethod
     def from_dense(cls, X, shape="auto", rank="auto", energy=0.99) -> KroneckerData:
@@ -182,3 +203,12 @@ class KroneckerData:
         from ._structure import from_dense  # deferred: _structure builds on this module
 
         return from_dense(X, shape=shape, rank=rank, energy=energy)
+
+
+def _finite(values: np.ndarray, what: str) -> np.ndarray:
+    if not np.isfinite(values).all():
+        raise ValidationError(
+            f"{what} overflows float64: the points are too large. Use data.normalized() (or a net with "
+            "normalize=True), or rescale the factors."
+        )
+    return values

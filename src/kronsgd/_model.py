@@ -107,7 +107,13 @@ class TwoLayerNet:
         data = as_data(data, name)
         if data.dims != self._dims:
             raise ValidationError(f"{name} has dims {data.dims} but the net expects dims {self._dims}.")
-        return data.normalized() if self._normalize else data
+        if self._normalize:
+            return data.normalized()
+        if not np.isfinite(data.norms()).all():
+            raise ValidationError(
+                f"{name} has points whose norm overflows float64; rescale them or use a net with normalize=True."
+            )
+        return data
 
     def preactivations(self, data, *, prepared: bool = False, dtype=np.float64) -> np.ndarray:
         """<w_r, x_j> for every neuron and point, shape (m, n), from W0's seed and alpha."""
