@@ -25,7 +25,7 @@ class DenseSGD(SGDLoop):
         super().__init__(net, data, y, lr, batch_size, seed, dtype)
         budget = resolve_budget(memory_budget)
         m, n, d, item = self.net.width, self.n, self.net.d, self.dtype.itemsize
-        need = (m + n) * d * item
+        need = (m + n) * d * (8 + item)  # built in float64, then cast: both copies exist for a moment
         require(
             need,
             budget,
@@ -47,8 +47,8 @@ class DenseSGD(SGDLoop):
         batch_loss = 0.5 * float(np.sum(residual * residual))
         if not np.isfinite(batch_loss):
             raise self._diverged(batch_loss, batch)
-        coef = (-self.lr * self._inv_sqrt_m) * (residual @ self._a.T) * fired  # (B, m)
-        self.W += (coef.T @ x).astype(self.dtype)  # (m, d)
+        coef = ((-self.lr * self._inv_sqrt_m) * (residual @ self._a.T) * fired).astype(self.dtype)  # (B, m)
+        self.W += coef.T @ x  # (m, d), in the training dtype
         c = self._counters
         c["steps"] += 1
         c["samples"] += batch.size

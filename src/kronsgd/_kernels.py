@@ -16,6 +16,7 @@ Every kernel has a slow NumPy twin in tests/naive.py that the tests compare it w
 from __future__ import annotations
 
 import numba as nb
+import numpy as np
 
 _JIT = dict(nopython=True, nogil=True, cache=True)
 
@@ -139,27 +140,46 @@ def fold_records(P, g_rows, row_ptr, owner, coef, slots, col0, col1):
     """Apply the update records in ``slots`` (in order) to P[:, col0:col1].
 
     P[r, j] += coef · g_rows[k, i, j] for every pair. Row by row: all the pairs of row r, from
-    every record, are applied while that row of P is in cache, so it is read and written once
-    however many records touch it. Each entry still receives its additions record by record
-    in batch order, the sequence of applying the records one at a time: the bits do not
-    depend on how many records are folded at once. Returns the number of rows touched.
+    every record, are applied while that row of P is in cache, up to four per pass over the
+    row, so each element is loaded and stored once per four pairs. Each entry still receives
+    its additions one at a time, record by record in batch order: the bits do not depend on
+    how many records are folded at once. Returns the number of rows touched.
     """
     m = P.shape[0]
     n = g_rows.shape[2]
     rows = g_rows.reshape(-1, n)  # (L·B, n): slot k's row i is k·B + i
     per_record = g_rows.shape[1]
+    gi = np.empty(slots.shape[0] * per_record + 1, dtype=np.int64)  # one row's pairs, flattened in order
+    cc = np.empty(slots.shape[0] * per_record + 1, dtype=P.dtype)
     touched = 0
     for r in range(m):
-        p = P[r, col0:col1]  # a slice indexed from 0 keeps the inner loop free of wraparound checks
-        hit = 0
+        count = 0
         for k in slots:
             for t in range(row_ptr[k, r], row_ptr[k, r + 1]):
-                hit = 1
-                g = rows[k * per_record + owner[k, t], col0:col1]
-                c = coef[k, t]
-                for j in range(p.shape[0]):
-                    p[j] += c * g[j]
-        touched += hit
+                gi[count] = k * per_record + owner[k, t]
+                cc[count] = coef[k, t]
+                count += 1
+        if count == 0:
+            continue
+        touched += 1
+        p = P[r, col0:col1]  # slices indexed from 0 keep the inner loops free of wraparound checks
+        t = 0
+        while t + 4 <= count:
+            g1, g2, g3, g4 = (
+                rows[gi[t], col0:col1],
+                rows[gi[t + 1], col0:col1],
+                rows[gi[t + 2], col0:col1],
+                rows[gi[t + 3], col0:col1],
+            )
+            c1, c2, c3, c4 = cc[t], cc[t + 1], cc[t + 2], cc[t + 3]
+            for j in range(p.shape[0]):
+                p[j] = (((p[j] + c1 * g1[j]) + c2 * g2[j]) + c3 * g3[j]) + c4 * g4[j]
+            t += 4
+        while t < count:
+            g1, c1 = rows[gi[t], col0:col1], cc[t]
+            for j in range(p.shape[0]):
+                p[j] += c1 * g1[j]
+            t += 1
     return touched
 
 
