@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import _triad_kernel, log, machine_info
 
+from _common import _triad_kernel, log, machine_info
 from kronsgd import KronSGD, TwoLayerNet
 from kronsgd._demo import synthetic_task
 

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from _common import log, machine_info
-
 from kronsgd import KronSGD, TwoLayerNet
 from kronsgd._demo import synthetic_task
 
