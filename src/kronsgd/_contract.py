@@ -13,7 +13,7 @@ import numpy as np
 from ._data import KroneckerData
 from ._random import W0_BLOCK, w0_blocks
 
-_TEMP_BYTES = 64 * 2**20  # cap on one intermediate of the contraction
+_TEMP_BYTES = 8 * 2**20  # cap on one intermediate of the contraction: in cache is faster (measured)
 
 
 def _contract_block(w_block: np.ndarray, factors: tuple[np.ndarray, ...], dims: tuple[int, ...]) -> np.ndarray:
