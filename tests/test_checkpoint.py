@@ -113,7 +113,7 @@ def test_sigkill_at_random_moments_then_resume_equals_the_uninterrupted_run(tmp_
             break
         assert starts < 20
     assert kills >= 1
-    assert not list(tmp_path.glob(".run.ckpt.tmp-*"))  # stale temporaries were cleaned by later writes
+    assert not list(tmp_path.glob(".run.ckpt.*.tmp"))  # stale temporaries were cleaned by later writes
 
     data, y = synthetic_task(256, (8, 8), seed=1)
     done = kronsgd.resume(path, data, y)

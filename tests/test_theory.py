@@ -135,8 +135,9 @@ def test_min_eigenvalue_positive_on_distinct_points_and_zero_on_duplicates(shift
     exact = min_eigenvalue(data, shift)
     assert exact.method == "exact" and exact.lower == exact.upper == exact.value > 1e-4
     assert float(exact) == pytest.approx(np.linalg.eigvalsh(ntk_gram(data, shift))[0], rel=1e-12)
-    twice = data[list(range(20)) + [0]]  # a repeated point makes two rows of H equal
-    assert abs(float(min_eigenvalue(twice, shift))) < 1e-12
+    twice = data[list(range(20)) + [0]]  # a repeated point makes two rows of H equal, up to rounding:
+    # BLAS may round <x_0, x_0'> one ulp below 1, where the kernel has a sqrt(1 - ρ²) cusp
+    assert abs(float(min_eigenvalue(twice, shift))) < 1e-7 * float(np.linalg.eigvalsh(ntk_gram(twice, shift))[-1])
 
 
 def test_subsample_bound_is_an_upper_bound_and_exact_at_full_size():

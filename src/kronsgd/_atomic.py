@@ -1,9 +1,10 @@
 """Checked, atomic .npz files: arrays plus JSON metadata, a SHA-256 checksum, never half-written.
 
-A file is written to a temporary name in the same folder, flushed and fsynced, then renamed
-over the target (and the folder fsynced), so a crash at any moment leaves either the old
-file or the new one, whole. On load, a truncated or altered file fails its checksum and is
-reported as such; nothing is unpickled.
+Shared by model files (_io.py) and checkpoints (_checkpoint.py). A file is written to a
+temporary name in the same folder, flushed and fsynced, then renamed over the target (and
+the folder fsynced), so a crash at any moment leaves either the old file or the new one,
+whole. On load, a truncated or altered file fails its checksum and is reported as such;
+nothing is unpickled (``allow_pickle=False``).
 """
 
 from __future__ import annotations
@@ -11,64 +12,113 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zipfile
+import secrets
 from pathlib import Path
 
 import numpy as np
 
 from ._errors import ValidationError
 
-_META = "__meta__"
+METADATA = "metadata"  # the .npz entry holding the UTF-8 JSON metadata
+_ZIP_SIGNATURE = b"PK\x03\x04"  # every .npz starts with a ZIP local file header
 
 
 class FileFormatError(ValidationError):
     """A file is missing, damaged, of another format or of another version."""
 
 
-def digest(meta: dict, arrays: dict[str, np.ndarray]) -> str:
-    """SHA-256 over the metadata (without its checksum) and every array's name, dtype, shape and bytes."""
-    h = hashlib.sha256(json.dumps({k: v for k, v in meta.items() if k != "checksum"}, sort_keys=True).encode())
-    for name in sorted(arrays):
-        a = np.ascontiguousarray(arrays[name])
-        h.update(f"{name}:{a.dtype.str}:{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
+def checksum(meta: dict, arrays: dict[str, np.ndarray]) -> str:
+    """SHA-256 hex digest over the metadata (canonical JSON, without the checksum itself), then
+    each array's name, dtype, shape and bytes in dict order."""
+    described = {key: value for key, value in meta.items() if key != "checksum"}
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+    for name, array in arrays.items():
+        digest.update(f"{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
 
 
-def save_checked(path, meta: dict, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` and ``meta`` (JSON-able) to ``path`` atomically, with a checksum."""
+def write_atomic(path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` and ``meta`` (given a checksum here) to ``path``: old file or new, never half.
+
+    Temporary files left by writers that were killed are removed; those of live writers
+    (other processes) are left alone.
+    """
     path = Path(path)
-    meta = dict(meta, checksum=digest(meta, arrays))
-    payload = dict(arrays)
-    payload[_META] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if not folder.is_dir():
         raise FileFormatError(f"cannot write {path}: the folder {folder} does not exist.")
-    for stale in folder.glob(f".{path.name}.tmp-*"):  # left by a writer that was killed mid-write
-        stale.unlink(missing_ok=True)
-    tmp = folder / f".{path.name}.tmp-{os.getpid()}"
+    meta = dict(meta, checksum={"algorithm": "sha256", "value": checksum(meta, arrays)})
+    entries = {METADATA: np.frombuffer(json.dumps(meta, sort_keys=True).encode("utf-8"), dtype=np.uint8), **arrays}
+    _remove_stale_temporaries(path)
+    temporary = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    # O_EXCL: never clobber another writer's file; mode 0o666 lets the umask decide, as open() does
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, **entries)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
+    _fsync_directory(folder)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            os.kill(int(stale.name.split(".")[-3]), 0)  # is its writer alive?
+        except (ValueError, IndexError, ProcessLookupError):
+            stale.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename in ``folder`` durable; a no-op where directories cannot be opened."""
     try:
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return path
+    except OSError:  # pragma: no cover - platform dependent
+        return
     try:
         os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on directories
+        pass
     finally:
         os.close(fd)
-    return path
+
+
+def read_npz(path, what: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """Every entry of the .npz at ``path``: (metadata dict or None, arrays).
+
+    Raises FileFormatError, with a message for the caller to put after the path, for
+    anything that is not a readable archive.
+    """
+    with open(path, "rb") as handle:
+        signature = handle.read(4)
+    if signature != _ZIP_SIGNATURE:
+        what_is = "it is empty" if not signature else "it does not start with the ZIP signature of a .npz archive"
+        raise FileFormatError(f"{what_is}; a {what} file is a .npz archive written by kronsgd.")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+    except Exception as exc:  # noqa: BLE001 - zipfile, zlib and numpy each raise their own types
+        raise FileFormatError(
+            f"it is not a readable .npz archive ({type(exc).__name__}: {exc}); it is damaged or truncated."
+        ) from None
+    raw = arrays.pop(METADATA, None)
+    try:
+        ok = raw is not None and raw.dtype == np.uint8 and raw.ndim == 1
+        meta = json.loads(raw.tobytes().decode("utf-8")) if ok else None
+    except (UnicodeDecodeError, ValueError):
+        meta = None
+    return (meta if isinstance(meta, dict) else None), arrays
 
 
 def load_checked(path, kind: str, version: int) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read a file written by ``save_checked`` whose metadata says ``format == kind``.
+    """Read a file written by ``write_atomic`` whose metadata say ``format == kind``.
 
     Raises FileFormatError naming the path for a missing, truncated, altered, foreign or
     other-version file.
@@ -77,21 +127,17 @@ def load_checked(path, kind: str, version: int) -> tuple[dict, dict[str, np.ndar
     if not path.is_file():
         raise FileFormatError(f"{path}: no such file.")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {name: npz[name] for name in npz.files}
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as exc:
-        raise FileFormatError(f"{path} is not a readable {kind} file (damaged or truncated?): {exc}") from None
-    raw = arrays.pop(_META, None)
-    try:
-        meta = json.loads(raw.tobytes().decode()) if raw is not None else None
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        meta = None
-    if not isinstance(meta, dict) or meta.get("format") != kind:
+        meta, arrays = read_npz(path, kind)
+    except FileFormatError as exc:
+        raise FileFormatError(f"{path} is not a readable {kind} file: {exc}") from None
+    if meta is None or meta.get("format") != kind:
         raise FileFormatError(f"{path} is not a {kind} file (no {kind} metadata found).")
-    if meta.get("version") != version:
+    if meta.get("format_version") != version:
         raise FileFormatError(
-            f"{path} is a {kind} file of format version {meta.get('version')}; this kronsgd reads version {version}."
+            f"{path} is a {kind} file of format version {meta.get('format_version')}; "
+            f"this kronsgd reads version {version}."
         )
-    if meta.get("checksum") != digest(meta, arrays):
+    stored = meta.get("checksum")
+    if not isinstance(stored, dict) or stored.get("value") != checksum(meta, arrays):
         raise FileFormatError(f"{path} is damaged: its checksum does not match its contents.")
     return meta, arrays

@@ -13,7 +13,7 @@ import hashlib
 
 import numpy as np
 
-from ._atomic import FileFormatError, load_checked, save_checked
+from ._atomic import FileFormatError, load_checked, write_atomic
 from ._data import KroneckerData
 from ._log import Record
 from ._model import TwoLayerNet
@@ -48,7 +48,7 @@ def save_checkpoint(trainer, path) -> None:
             arrays[f"rec_{field}"] = np.concatenate([getattr(r, field) for r in records])
     meta = {
         "format": KIND,
-        "version": VERSION,
+        "format_version": VERSION,
         "library": __version__,
         "net": {
             "dims": list(net.dims),
@@ -80,7 +80,7 @@ def save_checkpoint(trainer, path) -> None:
         "samplers": [w.sampler.rng.bit_generator.state for w in trainer.workers],
         "counters": [w.counters for w in trainer.workers],
     }
-    save_checked(path, meta, arrays)
+    write_atomic(path, meta, arrays)
 
 
 def resume(path, data, y, memory_budget=None):

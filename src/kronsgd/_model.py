@@ -155,6 +155,28 @@ class TwoLayerNet:
             weights += alpha.astype(np.float64) @ support.to_dense(max_bytes=budget)
         return weights
 
+    # ---- persistence and export --------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the net to ``path`` as one versioned .npz file, atomically; read it with ``kronsgd.load``.
+
+        Stores the support points and alpha of every trainer run on the net plus JSON
+        metadata and a SHA-256 checksum; W0 and a are regenerated from the seed, not stored.
+        See ``kronsgd._io`` for the format.
+        """
+        from ._io import save_net  # deferred: persistence is not needed to train
+
+        save_net(self, path)
+
+    def to_torch(self, max_bytes: int | None = None):
+        """A float64 ``torch.nn.Module`` with the dense weights: (n, d) tensor to (n,) or (n, C).
+
+        Refuses with MemoryBudgetError when the (m, d) weights exceed ``max_bytes``
+        (default: half the free memory); raises ImportError when PyTorch is missing.
+        """
+        from ._export import to_torch  # deferred: torch is optional
+
+        return to_torch(self, max_bytes)
+
     # ---- used by trainers --------------------------------------------------------------
     def attach_support(self, data: KroneckerData, alpha: np.ndarray) -> None:
         """Make ``alpha`` (m, n), owned and updated in place by a trainer, part of the weights."""

@@ -168,11 +168,12 @@ def ntk_gram(data, shift) -> np.ndarray:
     np.fill_diagonal(rho, 1.0)
     H = np.empty_like(rho)  # (n, n)
     rows = max(1, _CHUNK // max(rho.shape[0], 1))
-    for i0 in range(0, data.n, rows):  # the upper triangle by row blocks, mirrored
+    for i0 in range(0, data.n, rows):  # the upper triangle by row blocks, then mirrored
         i1 = min(i0 + rows, data.n)
         block = rho[i0:i1, i0:]  # (rows, n - i0)
         H[i0:i1, i0:] = block * orthant_probability(block, b)
-        H[i0:, i0:i1] = H[i0:i1, i0:].T
+    upper = np.triu_indices(data.n, 1)
+    H[upper[1], upper[0]] = H[upper]  # mirror: vectorised exp/arcsin may round the same ρ differently by position
     return H
 
 
