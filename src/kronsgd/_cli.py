@@ -1,23 +1,35 @@
 """The ``kronsgd`` command line: thin wrappers over the library, ``main(argv) -> int``.
 
-Exit codes: 0 success, 1 a run that failed (e.g. diverged), 2 bad usage or bad input.
+Subcommands: ``demo``, ``inspect`` (here), ``train`` (_cli_train), ``predict``
+(_cli_predict) and ``bench`` (_cli_bench). Exit codes: 0 success, 1 a run that failed
+(diverged, or an internal error), 2 bad usage or bad input, always with a one-line message
+on stderr; KRONSGD_DEBUG=1 shows the traceback of an internal error.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import sys
 
-from ._errors import KronsgdError
+from . import _cli_args as A
+from . import _cli_bench, _cli_predict, _cli_train
+from ._errors import DivergenceError, KronsgdError, ValidationError
 
 
 def _cmd_demo(args) -> int:
     from ._demo import run_demo
 
+    plots = _demo_plot_paths(args.plots)
     trainer, s = run_demo(n=args.n, width=args.width, steps=args.steps, seed=args.seed)
+    if plots:
+        from ._plots import plot_fired, plot_loss
+
+        title = f"kronsgd demo: n = {s['n']}, d = {s['d']:,} ({s['dims'][0]}x{s['dims'][1]}), m = {s['width']}"
+        plot_loss(trainer.history, plots[0], title=title)
+        plot_fired(trainer.history, s["width"], trainer.net.shift, plots[1], title=title)
     if args.json:
-        print(json.dumps({"summary": s, "history": trainer.history}, indent=2))
+        print(A.dump_json({"summary": s, "history": trainer.history, "plots": plots}))
         return 0
     print(f"kronsgd demo: {s['n']} synthetic points x = u ⊗ v with dims {s['dims']} (d = {s['d']:,}),")
     print(f"  a {s['width']}-neuron shifted-ReLU net, batch {s['batch_size']}, Gram {s['gram']}.")
@@ -36,7 +48,20 @@ def _cmd_demo(args) -> int:
         f"dense SGD would do {s['dense_multiply_adds_per_step']:.3g} ({ratio:.0f}x more)."
     )
     print(f"training loss: {s['loss_start']:.4f} -> {s['loss_end']:.4f}")
+    if plots:
+        print(f"pictures: {plots[0]} (loss), {plots[1]} (fired fraction)")
     return 0
+
+
+def _demo_plot_paths(folder: str) -> list[str]:
+    """The demo's two PNG paths in ``folder`` (created if needed); none for an empty folder name."""
+    if not folder:
+        return []
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise ValidationError(f"--plots {folder!r} cannot be created: {exc.strerror or exc}.") from None
+    return [os.path.join(folder, "demo_loss.png"), os.path.join(folder, "demo_fired.png")]
 
 
 def _cmd_inspect(args) -> int:
@@ -45,32 +70,38 @@ def _cmd_inspect(args) -> int:
     X = load_samples(args.file, args.key)
     rank = rank_from_text(args.rank)
     report = inspect(X, shape=args.shape, rank=rank, energy=args.energy, width=args.width, batch_size=args.batch)
-    print(json.dumps(report.to_dict(), indent=2) if args.json else report)
+    print(A.dump_json(report.to_dict()) if args.json else report)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand."""
+    fmt = A.HelpFormatter
     parser = argparse.ArgumentParser(
         prog="kronsgd",
         description="Kronecker SGD: train two-layer nets on tensor-product data at a step cost independent of d.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=fmt,
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = sub.add_parser(
         "demo",
-        help="train on synthetic Kronecker data and print loss and per-step cost",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        help="train on synthetic Kronecker data, print loss and per-step cost, draw pictures",
+        formatter_class=fmt,
     )
     demo.add_argument("--n", type=int, default=2048, help="training points")
     demo.add_argument("--width", type=int, default=1024, help="hidden neurons m")
     demo.add_argument("--steps", type=int, default=600, help="SGD steps")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
+    demo.add_argument(
+        "--plots", metavar="DIR", default="kronsgd-demo", help="folder for demo_loss.png and demo_fired.png"
+    )
+    demo.add_argument("--no-plots", dest="plots", action="store_const", const="", help="draw no pictures")
     demo.add_argument("--json", action="store_true", help="print the summary and history as JSON")
     demo.set_defaults(handler=_cmd_demo)
     inspect = sub.add_parser(
         "inspect",
         help="find the Kronecker structure of dense samples in a .npy/.npz file and predict the speedup",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=fmt,
     )
     inspect.add_argument("file", metavar="FILE", help=".npy holding X (n, d) or (n, d1, d2), or .npz with X in it")
     inspect.add_argument("--key", default=None, help="array of a .npz file to read (default: X, else its only array)")
@@ -81,10 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--batch", type=int, default=32, help="batch size |S| of the cost model")
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     inspect.set_defaults(handler=_cmd_inspect)
+    _cli_train.add_parser(sub, fmt)
+    _cli_predict.add_parser(sub, fmt)
+    _cli_bench.add_parser(sub, fmt)
     return parser
 
 
 def main(argv=None) -> int:
+    """Run the command line on ``argv`` (default: sys.argv[1:]) and return the exit code."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -92,9 +127,29 @@ def main(argv=None) -> int:
         return int(exc.code or 0)
     try:
         return args.handler(args)
+    except DivergenceError as exc:
+        return _fail(args, exc, 1)
     except KronsgdError as exc:
-        print(f"kronsgd {args.command}: error: {exc}", file=sys.stderr)
-        return 1 if exc.__class__.__name__ == "DivergenceError" else 2
+        return _fail(args, exc, 2)
+    except BrokenPipeError:  # the reader of stdout stopped early (e.g. `| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0
+    except OSError as exc:  # a file that cannot be written or read after the checks
+        return _fail(args, f"{exc.strerror or exc}: {exc.filename!r}" if exc.filename else exc, 2)
+    except KeyboardInterrupt:
+        print(f"kronsgd {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not the user's input: one line, the traceback on request
+        if os.environ.get("KRONSGD_DEBUG"):
+            raise
+        detail = f"{type(exc).__name__}: {exc}"
+        return _fail(args, f"internal error ({detail}). Set KRONSGD_DEBUG=1 to see the traceback, and report it.", 1)
+
+
+def _fail(args, error, code: int) -> int:
+    text = " ".join(str(error).split())  # one line, whatever the message's own line breaks
+    print(f"kronsgd {args.command}: error: {text}", file=sys.stderr)
+    return code
 
 
 def run() -> None:
