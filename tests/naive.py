@@ -56,3 +56,49 @@ def kron_all(vectors):
     for v in vectors[1:]:
         out = np.kron(out, v)
     return out
+
+
+# ---- the AsynchronousTree (src/kronsgd/_tree_kernels.py) --------------------------------
+def tree_shape(m, block):
+    """M, the number of block nodes: the power of two >= ceil(m / block)."""
+    blocks = -(-m // block)
+    return 1 << max(0, blocks - 1).bit_length()
+
+
+def tree_bounds(P, block, slack=0.0):
+    """Bounds (2M, n) as built: row M + b is the max of block b's keys plus slack (-inf past m), row v the
+    max of rows 2v, 2v+1; in P's dtype."""
+    m, n = P.shape
+    M = tree_shape(m, block)
+    padded = np.full((M * block, n), -np.inf, P.dtype)
+    padded[:m] = P
+    bounds = np.full((2 * M, n), -np.inf, P.dtype)
+    bounds[M:] = (padded.reshape(M, block, n).max(axis=1).astype(np.float64) + slack).astype(P.dtype)
+    for v in range(M - 1, 0, -1):
+        bounds[v] = np.maximum(bounds[2 * v], bounds[2 * v + 1])
+    return bounds
+
+
+def bounds_are_upper(P, bounds, block):
+    """The tree's invariant: every bound >= its children's bounds and a block's bound >= its keys."""
+    M = bounds.shape[0] // 2
+    tight = tree_bounds(P, block)
+    children = np.maximum(bounds[2::2], bounds[3::2])  # (M - 1, n): of nodes 1 .. M - 1
+    return bool(np.all(bounds[M:] >= tight[M:]) and np.all(bounds[1:M] >= children))
+
+
+def raise_bounds(P, bounds, block, rows, col0, col1):
+    """After the keys of ``rows`` changed on columns col0:col1: bounds on each path = max(bound, key)."""
+    M = bounds.shape[0] // 2
+    for r in rows:
+        v = M + r // block
+        while v >= 1:
+            bounds[v, col0:col1] = np.maximum(bounds[v, col0:col1], P[r, col0:col1])
+            v //= 2
+
+
+def headroom_holds(P, bounds, block, headroom, col0, col1):
+    """The headroom invariant: bounds[block(r), c] - P[r, c] >= headroom[r] for every row and column col0:col1."""
+    M = bounds.shape[0] // 2
+    block_rows = bounds[M + np.arange(P.shape[0]) // block, col0:col1].astype(np.float64)
+    return bool(np.all(block_rows - P[:, col0:col1].astype(np.float64) >= headroom[:, None]))

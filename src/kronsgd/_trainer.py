@@ -22,13 +22,16 @@ from ._loop import SGDLoop
 from ._memory import format_bytes, require, resolve_budget
 from ._model import fire_fraction
 from ._random import BatchSampler
+from ._ray import RayEngine, frozen_copy
 from ._threads import run_workers
+from ._tree import FiredTree, predict_fired, tree_bytes
 from ._validation import check_choice, check_int
 from ._worker import NeedsRoom, Worker
 
 _GRAM_SHARE = 0.25  # "auto" precomputes G when it takes at most this share of the budget
-_WINDOW_MAX = 8  # pending records; the fastest on a 2-core machine (see the benchmarks README)
-_RING_BYTES = 48 * 2**20  # "auto" sizes the window so the log's Gram rows stay within this
+_WINDOW_MAX = 8  # pending records; fastest at n = 4096 on a 2-core machine (benchmarks/bench_window.py)
+_FOLD_BYTES = 8 * 2**20  # "auto": the Gram rows of one window's records stay well inside L3
+_P_CACHED_BYTES = 4 * 2**20  # "auto": below this P lives in cache and the window is 1 (measured: faster)
 
 
 class KronSGD(SGDLoop):
@@ -69,6 +72,15 @@ class KronSGD(SGDLoop):
     keep_log : bool, default False
         Keep every update record (``trainer.records``) so that ``replay`` can reproduce
         the run; memory grows with nnz per step, not with d.
+    fired : {"auto", "scan", "tree"}, default "auto"
+        How a step finds the fired neurons of its batch: scan the m pre-activations of each
+        point, or ask a max tree per point (DESIGN.md §5): about 2·log2(m/|F|) + 8 random
+        reads per fired neuron, plus keeping the tree valid as P changes, and m/4 more rows
+        of memory. Both give the same fired sets in the same order: the iterates are the same
+        bits. The tree folds every update at once (window 1). It wins when m is large and few
+        neurons fire (see benchmarks/bench_tree.py). "auto" picks the one a cost model,
+        calibrated on this machine once per process, predicts faster; ``trainer.fired_mode``
+        and every history record say which.
 
     Examples
     --------
@@ -98,6 +110,9 @@ class KronSGD(SGDLoop):
         workers=1,
         max_staleness=None,
         keep_log=False,
+        fired="auto",
+        backend="threads",
+        ray_address=None,
         *,
         _restore=None,
     ):
@@ -110,10 +125,24 @@ class KronSGD(SGDLoop):
             )
         self.max_staleness = None if max_staleness is None else check_int(max_staleness, "max_staleness", low=0)
         gram = check_choice(gram, "gram", ("auto", "precomputed", "on_the_fly"))
+        fired = check_choice(fired, "fired", ("auto", "scan", "tree"))
+        backend = check_choice(backend, "backend", ("threads", "ray"))
+        if backend == "ray":
+            fired = "scan" if fired == "auto" else fired
+            if fired == "tree":
+                raise ValidationError("fired='tree' runs on the threads backend; the Ray backend scans.")
+        window = window if window == "auto" else check_int(window, "window", low=1)
+        budget = resolve_budget(memory_budget)
+        self.fired_mode = _fired_mode(self, fired, window, workers, budget, gram)
+        tree = self.fired_mode == "tree"
+        tree_memory = tree_bytes(self.net.width, self.n, self.dtype.itemsize, workers) if tree else 0
         self.gram_mode, self.window_size, slots, pairs = _plan_memory(
-            self, gram, resolve_budget(memory_budget), window, workers
+            self, gram, budget, 1 if tree else window, workers, tree_memory
         )
         m, n = self.net.width, self.n
+        net_for_workers = frozen_copy(self.net) if backend == "ray" else None  # the weights before this run
+        if _restore is None and backend == "ray":  # the worker actors compute P0 on their shards
+            _restore = {"P": np.zeros((m, n), self.dtype), "alpha": np.zeros((m, n), self.dtype)}
         if _restore is None:  # a checkpoint brings its own P and alpha (see _checkpoint.py)
             self._P = self.net.preactivations(self.data, prepared=True, dtype=self.dtype)  # (m, n) <w_r, x_j>
             self.alpha = np.zeros((m, n), dtype=self.dtype)  # (m, n) implicit weights, owned here
@@ -128,12 +157,15 @@ class KronSGD(SGDLoop):
 
         self.log = UpdateLog(slots, m, n, self.batch_size, pairs, self.dtype, workers, keep=keep_log)
         bounds = np.linspace(0, n, workers + 1).round().astype(int)  # contiguous shards of points
+        # the tree indexes P as it is now, so it is built after any restore; workers own its columns as P's
+        self.tree = FiredTree(self._P, list(zip(bounds[:-1], bounds[1:], strict=True))) if tree else None
         self.workers = []
         for w in range(workers):
             shard = np.arange(bounds[w], bounds[w + 1])
             sampler = self.sampler if workers == 1 else BatchSampler(shard, self.batch_size, self.seed, worker=w)
             self.workers.append(Worker(w, self, bounds[w], bounds[w + 1], sampler))
         self._warm_up()
+        self._ray = RayEngine(self, net_for_workers, workers, ray_address) if backend == "ray" else None
 
     def _warm_up(self) -> None:
         """Compile (or load from cache) every kernel for this dtype now rather than in step 1."""
@@ -155,6 +187,8 @@ class KronSGD(SGDLoop):
 
     def _flush(self) -> None:
         """Fold every published record into every worker's columns (call when no worker runs)."""
+        if getattr(self, "_ray", None) is not None:
+            return  # the Ray backend gathers P and alpha after every advance
         for w in self.workers:
             w.snapshot = self.log.published
             w.fold()
@@ -176,6 +210,8 @@ class KronSGD(SGDLoop):
             w.scratch = np.zeros((self.log.batch_cap, w.local.size), dtype=self.dtype)
 
     def _advance(self, work) -> None:
+        if self._ray is not None:
+            return self._ray.run_for(work)
         if len(self.workers) == 1:
             return super()._advance(work)
         if isinstance(work, list):
@@ -202,27 +238,34 @@ class KronSGD(SGDLoop):
         """Cost counters so far, over all workers: steps, samples, gram_entries (inner
         products <x_i, x_j> computed), nnz (fired pairs = nonzero SGD coefficients),
         rows_touched (P rows changed, summed over updates), multiply_adds (P update work,
-        nnz · n) and rows_folded (P rows written by folds: the memory traffic on P)."""
+        nnz · n) and rows_folded (P rows written by folds: the memory traffic on P); with
+        the tree also tree_reads (bounds and keys read by queries), tree_reported (neurons
+        they reported, updates computed again after a staleness wait included), tree_rebuilds
+        (columns rebuilt because their bounds were loose) and tree_rows_raised (rows whose
+        bounds a fold raised; the others only spent headroom)."""
         total = {"steps": 0, "samples": 0, "gram_entries": self._gram_entries, "nnz": 0, "rows_touched": 0}
         total["rows_folded"] = 0
-        for w in self.workers:
-            for key, value in w.counters.items():
-                total[key] += value
+        for counters in [w.counters for w in self.workers] if self._ray is None else [self._ray.counters]:
+            for key, value in counters.items():
+                total[key] = total.get(key, 0) + value
         total["multiply_adds"] = total["nnz"] * self.n
         return total
 
     def _log_extras(self, since: int) -> dict:
-        """Staleness of the updates since the last record: mean, max and histogram."""
+        """How fired sets are found, and the staleness of the updates since the last record."""
         recent = np.asarray(self.log.staleness[since:], dtype=np.int64)
         if recent.size == 0:
-            return {}
+            return {"fired_mode": self.fired_mode}
         return {
+            "fired_mode": self.fired_mode,
             "staleness_mean": float(recent.mean()),
             "staleness_max": int(recent.max()),
             "staleness_hist": np.bincount(recent).tolist(),
         }
 
     def _checkpoint_path(self, path):
+        if self._ray is not None:
+            raise ValidationError("checkpoints are written by the threads backend; the Ray backend has none yet.")
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise ValidationError(f"checkpoint must be a file path (str or Path). Got {path!r}.")
         return Path(path)
@@ -242,8 +285,8 @@ class KronSGD(SGDLoop):
         ``records`` ends with the same alpha and P, bit for bit: each entry receives the
         same additions in the same order.
         """
-        if len(self.workers) != 1:
-            raise ValidationError("replay() runs on a trainer with workers=1.")
+        if len(self.workers) != 1 or self._ray is not None:
+            raise ValidationError("replay() runs on a trainer with workers=1 (threads backend).")
         worker, m = self.workers[0], self.net.width
         for k, rec in enumerate(records):
             if rec.batch.size and (rec.batch.max() >= self.n or (rec.rows.size and rec.rows.max() >= m)):
@@ -271,7 +314,23 @@ class KronSGD(SGDLoop):
         return self.net.dense_weights(max_bytes)
 
 
-def _plan_memory(trainer, gram: str, budget: int, window, workers: int):
+def _fired_mode(trainer, fired: str, window, workers: int, budget: int, gram: str) -> str:
+    """The fired-set method: as asked, or for "auto" the one the cost model predicts faster."""
+    if fired == "tree" and window not in ("auto", 1):
+        raise ValidationError(
+            f'window must be 1 or "auto" when fired="tree": the tree indexes P as folded, so every '
+            f"update is folded before the next query. Got {window}."
+        )
+    if fired != "auto":
+        return fired
+    m, n, item = trainer.net.width, trainer.n, trainer.dtype.itemsize
+    if window not in ("auto", 1) or 2 * m * n * item + tree_bytes(m, n, item, workers) > budget // 2:
+        return "scan"  # an explicit window > 1 rules the tree out, and so does a tight memory budget
+    scan_window = _plan_memory(trainer, gram, budget, window, workers)[1]  # what the scan would run with
+    return predict_fired(m, fire_fraction(trainer.net.shift), n, trainer.batch_size, item, scan_window)
+
+
+def _plan_memory(trainer, gram: str, budget: int, window, workers: int, tree_bytes: int = 0):
     """Choose the Gram mode and the window within the memory budget, or refuse clearly.
 
     Returns (gram mode, window, log slots, pairs per slot).
@@ -280,11 +339,12 @@ def _plan_memory(trainer, gram: str, budget: int, window, workers: int):
     # one log slot: a batch's Gram rows and indices, and its fired pairs (grown if needed)
     pairs = min(B * m, int(2 * B * m * fire_fraction(trainer.net.shift)) + 64)
     slot_bytes = B * (n * item + 8) + (m + 1) * 8 + pairs * (8 + item)
-    fixed = 2 * m * n * item + (2 * workers + 2) * slot_bytes  # P, alpha and the smallest log
+    fixed = 2 * m * n * item + (2 * workers + 2) * slot_bytes + tree_bytes  # P, alpha, the smallest log, the tree
     require(
         fixed,
         budget,
-        f"P and alpha ({m} neurons x {n} points, {trainer.dtype.name}) with the update log",
+        f"P and alpha ({m} neurons x {n} points, {trainer.dtype.name}) with the update log"
+        + (" and the fired-neuron tree" if tree_bytes else ""),
         "Use fewer points per trainer, a smaller width, or dtype=numpy.float32.",
     )
     gram_bytes = n * n * item
@@ -300,8 +360,9 @@ def _plan_memory(trainer, gram: str, budget: int, window, workers: int):
         )
         fixed += gram_bytes
     if window == "auto":
-        ring = min(_RING_BYTES, budget - fixed)
-        window = int(min(_WINDOW_MAX, max(1, (ring // slot_bytes - 2) // (2 * workers))))
+        room = (budget - fixed) // (2 * workers * slot_bytes)  # what the budget allows beyond the smallest log
+        cached = m * n * item <= _P_CACHED_BYTES  # P stays in cache: deferring its updates saves nothing
+        window = 1 if cached else int(max(1, min(_WINDOW_MAX, _FOLD_BYTES // (B * n * item), room)))
     window = check_int(window, "window", low=1)
     slots = 2 * window * workers + 2  # enough that workers rarely wait for a free slot
     require(

@@ -5,8 +5,9 @@ snapshot, compute an update on a batch of its own points from its columns of P b
 that snapshot, append the update to the log, and fold the records into its columns every
 ``window`` records. It waits for nobody except to respect the staleness bound.
 
-"Compute an update" (``compute``) only reads shared state; "apply an update" (``publish``
-for alpha, ``fold`` for P) writes only this worker's columns.
+"Compute an update" (``compute``) only reads shared state (except that a fired-neuron tree,
+_tree.py, may rebuild the bounds of this worker's own columns); "apply an update"
+(``publish`` for alpha, ``fold`` for P and the tree) writes only this worker's columns.
 """
 
 from __future__ import annotations
@@ -86,18 +87,19 @@ class Worker:
         m, B = e.net.width, batch.size
         if B > self.local.size:
             self._allocate(B, self.fired_rows.size)
-        cols = self.cols[: m * B].reshape(m, B)  # (m, B) = P[:, batch] at the snapshot
-        K.gather_columns(e._P, batch, cols)
         pending = log.slots_between(log.folded[self.id], self.snapshot)
+        cols = None  # the tree indexes P as folded: it answers exactly when no record is pending
+        if e.tree is None or pending.size:
+            cols = self.cols[: m * B].reshape(m, B)  # (m, B) = P[:, batch] at the snapshot
+            K.gather_columns(e._P, batch, cols)
         if pending.size:
             K.correct_columns(
                 cols, batch, log.g_rows, log.rec_size, log.row_ptr, log.owner, log.coef, pending, self.scratch
             )
-        args = (e._a, self.local[:B], e.net.shift, e._inv_sqrt_m)
-        nnz = K.forward_batch(cols, *args, self.fired_ptr, self.fired_rows, self.f)
+        nnz = self._fired_sets(batch, cols)
         if nnz > self.fired_rows.size:
             self._allocate(self.local.size, 2 * nnz)
-            K.forward_batch(cols, *args, self.fired_ptr, self.fired_rows, self.f)
+            self._fired_sets(batch, cols)
         residual = self.f[:B] - e.y[batch]  # (B, C)
         batch_loss = 0.5 * float(np.sum(residual * residual))
         if not np.isfinite(batch_loss):
@@ -108,6 +110,14 @@ class Worker:
         if not growth * e._gram_bound < 0.25 * np.finfo(e.dtype).max:
             raise e._diverged(batch_loss, batch)
         return nnz
+
+    def _fired_sets(self, batch: np.ndarray, cols: np.ndarray | None) -> int:
+        """Fired sets and outputs of ``batch`` from cols (m, B) by a scan, or from the tree when cols is None."""
+        e = self.engine
+        out = (self.fired_ptr, self.fired_rows, self.f)
+        if cols is None:
+            return e.tree.forward(self.id, e._P, e._a, batch, e.net.shift, e._inv_sqrt_m, *out, self.counters)
+        return K.forward_batch(cols, e._a, self.local[: batch.size], e.net.shift, e._inv_sqrt_m, *out)
 
     def publish(self, seq: int, batch: np.ndarray, nnz: int) -> None:
         """Write the computed update to log slot ``seq``, add it to alpha, and publish it."""
@@ -156,9 +166,12 @@ class Worker:
         log = self.engine.log
         pending = log.slots_between(log.folded[self.id], self.snapshot)
         if pending.size:
-            self.counters["rows_folded"] += K.fold_records(
-                self.engine._P, log.g_rows, log.row_ptr, log.owner, log.coef, pending, self.start, self.stop
-            )
+            P, tree = self.engine._P, self.engine.tree
+            if tree is None:
+                rows = K.fold_records(P, log.g_rows, log.row_ptr, log.owner, log.coef, pending, self.start, self.stop)
+            else:  # the same additions to P, and the tree kept valid in the same sweep
+                rows = tree.fold(self.id, P, log, pending, self.counters)
+            self.counters["rows_folded"] += rows
             log.mark_folded(self.id, self.snapshot)
 
 

@@ -1,0 +1,262 @@
+"""The AsynchronousTree index of P (DESIGN.md §5): fired sets in O(|F| log m) instead of O(m).
+
+``FiredTree`` owns the bounds of every column's max tree (see _tree_kernels.py for the
+layout, the headroom that spares most folds from touching the bounds, and the rule that
+rebuilds a column whose bounds have become loose) and answers the fired sets of a batch
+straight from P, with the same sets, the same order and the same outputs, bit for bit, as
+the scan of ``_kernels.forward_batch``. It is kept valid by ``fold``, which folds update
+records into P and maintains the tree in the same sweep.
+
+The leaves are P itself, so the tree answers for P as folded. The trainer therefore folds
+every record before the next query (window = 1) when the tree is on; a worker that still has
+records pending (it cannot happen with window 1, but stays correct) falls back to the scan.
+Columns are owned by workers: a worker queries, rebuilds and maintains only its own columns
+of the bounds, as it does for P, so no locks are needed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from . import _kernels as K
+from . import _tree_kernels as TK
+
+BLOCK = 8  # leaves per block node: bounds take m/4 rows; queries read no more than with 2 (see bench_tree.py)
+SLACK = 0.01  # headroom a build gives every key, in units of the keys' spread (see _tree_kernels.py)
+_STAT_KEYS = ("tree_reads", "tree_reported", "tree_rebuilds")
+
+
+def tree_rows(m: int, block: int = BLOCK) -> int:
+    """Rows of the bounds array, 2M: M = 2^ceil(log2(ceil(m / block))) block nodes and M internal ones."""
+    blocks = -(-m // block)
+    return 2 << max(0, blocks - 1).bit_length()
+
+
+def tree_bytes(m: int, n: int, itemsize: int, workers: int = 1, block: int = BLOCK) -> int:
+    """Memory of a FiredTree: bounds (2M, n), and per worker the headroom (m,) and the frontier (2, M)."""
+    rows = tree_rows(m, block)
+    return rows * n * itemsize + workers * (rows + m) * 8
+
+
+class FiredTree:
+    """Max trees over every column of P (m, n), with lazily maintained upper bounds.
+
+    Parameters
+    ----------
+    P : ndarray (m, n), C-contiguous float32 or float64
+        The keys; read, never written, except by ``fold``.
+    ranges : list of (start, stop)
+        The columns each worker owns: it queries, folds and rebuilds only those.
+    block : int
+        Leaves per block node.
+    """
+
+    def __init__(self, P: np.ndarray, ranges=None, block: int = BLOCK):
+        m, n = P.shape
+        self.block = block
+        self.ranges = [(0, n)] if ranges is None else [(int(a), int(b)) for a, b in ranges]
+        rows, workers = tree_rows(m, block), len(self.ranges)
+        spread = float(np.std(P[: min(m, 4096)])) if P.size else 0.0
+        self.slack = SLACK * spread if np.isfinite(spread) else 0.0  # bounds start this far above the block maxima
+        self.bounds = np.full((rows, n), -np.inf, dtype=P.dtype)  # (2M, n) node-major upper bounds, row 0 unused
+        self.headroom = np.zeros((workers, m))  # (workers, m) bounds[block(r), c] - P[r, c] >= headroom[w, r]
+        self.waste = np.zeros(n, dtype=np.int64)  # (n,) reads beyond a tight tree's, since the last rebuild
+        self._frontier = [np.zeros((2, rows // 2), dtype=np.int64) for _ in range(workers)]  # (2, M) each
+        self._stats = [np.zeros(3, dtype=np.int64) for _ in range(workers)]  # (reads, reported, rebuilds)
+        self._counts = [np.zeros(2, dtype=np.int64) for _ in range(workers)]  # (rows raised, rows within headroom)
+        self.build(P)
+
+    def build(self, P: np.ndarray) -> None:
+        """Bounds of every column from P as it is now (block maxima + slack), and every row's headroom."""
+        TK.build(P, self.bounds, self.block, self.slack, 0, P.shape[1])
+        for w, (start, stop) in enumerate(self.ranges):
+            TK.headroom_of(P, self.bounds, self.block, self.headroom[w], start, stop)
+        self.waste[:] = 0
+
+    def forward(self, worker, P, a, batch, shift, inv_sqrt_m, fired_ptr, fired_rows, f, counters) -> int:
+        """Fired sets and outputs of ``batch``, as ``_kernels.forward_batch`` on P[:, batch]; returns nnz.
+
+        a (m, C); batch (B,) point indices of the worker's columns; fired_ptr (B + 1,),
+        fired_rows (cap,) and f (B, C) are written as by forward_batch. When nnz >
+        fired_rows.size grow it and call again. Adds tree_reads, tree_reported and
+        tree_rebuilds to ``counters``.
+        """
+        stats = self._stats[worker]
+        nnz = TK.tree_forward(
+            P, self.bounds, self.block, self.slack, a, batch, shift, inv_sqrt_m, fired_ptr, fired_rows, f,
+            self._frontier[worker], self.waste, self.headroom[worker], stats,
+        )  # fmt: skip
+        if nnz <= fired_rows.size:
+            for key, value in zip(_STAT_KEYS, stats.tolist(), strict=True):
+                counters[key] = counters.get(key, 0) + value
+        return nnz
+
+    def fold(self, worker, P, log, slots, counters) -> int:
+        """Fold log records ``slots`` (in order) into the worker's columns of P and keep the tree valid.
+
+        P receives exactly the additions of ``_kernels.fold_records`` (the same bits). Returns
+        the rows touched; adds tree_rows_raised (rows whose bounds were raised) to ``counters``.
+        """
+        start, stop = self.ranges[worker]
+        counts = self._counts[worker]
+        touched = TK.fold_and_raise(
+            P, self.bounds, self.block, log.g_rows, log.row_ptr, log.owner, log.coef, slots, start, stop,
+            self.headroom[worker], self.slack, counts,
+        )  # fmt: skip
+        counters["tree_rows_raised"] = counters.get("tree_rows_raised", 0) + int(counts[0])
+        return touched
+
+    def query(self, P, j: int, threshold: float, worker: int = 0) -> np.ndarray:
+        """The neurons r with P[r, j] > threshold, ascending (int64)."""
+        out = np.zeros(P.shape[0], dtype=np.int64)
+        end, _ = TK.query(P, self.bounds, self.block, j, threshold, out, 0, self._frontier[worker])
+        return out[:end]
+
+
+# ---- "auto": a cost model of the part of a step that differs --------------------------
+# scan: per row of P, gather the batch's B keys into an (m, B) buffer (the distinct cache
+#       lines they fall in, at t_line each, and t_key per key), plus, once that buffer
+#       outgrows the cache, its traffic (written, read for ownership, read back); with a
+#       window of W records, bring the gathered keys up to date with (W - 1) / 2 pending
+#       records on average: a sweep of each (t_sweep per row) and a random update of a
+#       buffer row per fired pair (t_read, the price of a random read);
+# tree: B queries of expected_reads(m, Φ̄) reads at t_read each; keeping the tree valid for
+#       the rows a fold rewrites (t_maint per entry: the fused fold's extra time over the
+#       plain one); and folding every record on its own (window 1): rows that several
+#       records of a window touch are then rewritten once per record, not once per window.
+# The Gram rows and the coefficients cost the same either way. The unit costs are measured
+# once per process on P of 1, 16 and 64 MiB (in L2, in the last-level cache, beyond it)
+# and interpolated in log(size of P).
+_MARGIN = 0.75
+_CALIBRATION: list | None = None
+_SIZES = (2**12, 2**16, 2**18)  # rows of the calibration P, n = 64 float32: 1, 16 and 64 MiB
+_N, _B, _FRACTION = 64, 16, 0.003
+
+
+def expected_reads(m: int, fraction: float, block: int = BLOCK) -> float:
+    """Reads of a query on a tight tree when each of the m keys passes with probability ``fraction``.
+
+    A node is entered when one of its leaves passes: level l holds 2^l nodes of m / 2^l leaves.
+    """
+    M = tree_rows(m, block) // 2
+    miss = max(0.0, 1.0 - fraction)
+    reads, width = 1.0, 1
+    while width < M:
+        reads += 2 * width * (1.0 - miss ** (m / width))
+        width *= 2
+    return reads + M * block * (1.0 - miss ** min(block, m))
+
+
+def _lines(n: int, batch: int, itemsize: int) -> float:
+    """Expected distinct cache lines holding ``batch`` random entries of a row of n."""
+    per_row = max(1, n * itemsize // 64)
+    return per_row * (1.0 - (1.0 - 1.0 / per_row) ** batch)
+
+
+def predicted_seconds(m: int, fraction: float, n: int, batch: int, itemsize: int, window: int = 8) -> dict:
+    """Predicted seconds per step of the scan and of the tree (the parts that differ)."""
+    costs = calibration()
+    sizes = [math.log(rows * _N * 4) for rows in _SIZES]  # bytes of the calibration P (and of its (m, B) keys)
+
+    def unit(key, nbytes):  # piecewise log-linear between the measured sizes, flat beyond them
+        x = min(max(math.log(nbytes), sizes[0]), sizes[-1])
+        k = max(i for i in range(len(sizes) - 1) if sizes[i] <= x) if x < sizes[-1] else len(sizes) - 2
+        w = (x - sizes[k]) / (sizes[k + 1] - sizes[k])
+        return math.exp((1 - w) * math.log(costs[k][key]) + w * math.log(costs[k + 1][key]))
+
+    size = m * n * itemsize  # P
+    per_row = _lines(n, batch, itemsize) * unit("t_line", size) + batch * unit("t_key", size)
+    line = unit("t_line", 2**40)  # beyond the cache: a line from memory
+    spill = min(1.0, max(0.0, math.log(m * batch * itemsize / (_SIZES[-1] * _B * 4)) / math.log(4)))
+    per_row += spill * 3 * batch * itemsize / 64 * line
+    miss = max(0.0, 1.0 - fraction)
+    rows = m * (1.0 - miss**batch)  # rows one record touches
+    pending = (window - 1) / 2
+    scan = m * per_row + pending * (m * unit("t_sweep", size) + rows * unit("t_read", size))
+    reads = batch * expected_reads(m, fraction) * unit("t_read", size)
+    maintain = batch * m * fraction * n * itemsize / 4 * unit("t_maint", size)
+    shared = rows - m * (1.0 - miss ** (batch * window)) / window  # rows per step a window folds only once
+    refold = shared * 2 * max(1.0, n * itemsize / 64) * unit("t_line", size)
+    return {"scan": scan, "tree": reads + maintain + refold}
+
+
+def predict_fired(m: int, fraction: float, n: int, batch: int, itemsize: int, window: int = 8) -> str:
+    """"tree" when its predicted part of a step is at most _MARGIN of the scan's, else "scan".
+
+    The margin leans to the scan, which needs no extra memory and keeps its window: near the
+    crossover the prediction errs by about that much (benchmarks/bench_tree.py).
+    """
+    seconds = predicted_seconds(m, fraction, n, batch, itemsize, window)
+    return "tree" if seconds["tree"] <= _MARGIN * seconds["scan"] else "scan"
+
+
+def calibration() -> list:
+    """Unit costs in seconds, measured on the first call (a few tenths of a second) and kept for the process."""
+    global _CALIBRATION
+    if _CALIBRATION is None:
+        _measure(64)  # load every kernel first: compilation is not a cost of a step
+        _CALIBRATION = [_measure(rows) for rows in _SIZES]
+    return _CALIBRATION
+
+
+def _best(run, repeats=3) -> float:
+    """The fastest of ``repeats`` runs: the first also pays for touching fresh memory."""
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def _measure(m: int) -> dict:
+    """Unit costs on a (m, 64) float32 P of standard normal keys (tiled from 4096 rows)."""
+    rng = np.random.default_rng(0)
+    tile = rng.standard_normal((min(m, 4096), _N)).astype(np.float32)
+    P = np.tile(tile, (m // tile.shape[0], 1))  # (m, 64)
+    shift = float(np.quantile(tile, 1 - _FRACTION))
+    a = np.ones((m, 1))
+    fired_ptr, f = np.zeros(_B + 1, np.int64), np.zeros((_B, 1))
+    fired_rows = np.zeros(int(4 * _FRACTION * _B * m) + 1024, np.int64)  # room for the fired pairs
+    cols = np.zeros((m, _B), np.float32)  # (m, B)
+    columns = rng.permutation(_N)[: 3 * _B].astype(np.int64)  # three batches of distinct columns
+
+    def scan(width):
+        K.gather_columns(P, columns[:width], cols[:, :width])
+        K.forward_batch(cols[:, :width], a, np.arange(width), shift, 1.0, fired_ptr, fired_rows, f)
+
+    one, many = _best(lambda: scan(1)) / m, _best(lambda: scan(_B)) / m
+    lines = _lines(_N, _B, 4)  # per row: one line and one key with B = 1, `lines` lines and B keys with B
+    t_key = max((many - lines * one) / (_B - lines), 0.05 * one)
+    t_line = max(one - t_key, 0.05 * one)
+    empty = np.zeros((1, m + 1), np.int64)  # a pending record with no pairs: the sweep alone
+    g_rows, rec_size, owner = np.zeros((1, 1, _N), np.float32), np.ones(1, np.int64), np.zeros((1, 1), np.int64)
+    scratch = np.zeros((1, _B), np.float32)
+    sweep = _best(lambda: K.correct_columns(cols, columns[:_B], g_rows, rec_size, empty, owner,
+                                            owner.astype(np.float32), np.zeros(1, np.int64), scratch))  # fmt: skip
+
+    tree = FiredTree(P)
+    stats, waste, reads = np.zeros(3, np.int64), np.zeros(_N, np.int64), []
+    batches = iter(columns.reshape(3, _B))  # each repeat queries other columns
+
+    def queries():
+        TK.tree_forward(P, tree.bounds, tree.block, tree.slack, a, next(batches), shift, 1.0, fired_ptr, fired_rows,
+                        f, tree._frontier[0], waste, tree.headroom[0], stats)  # fmt: skip
+        reads.append(int(stats[0]))
+
+    t_read = _best(queries) / max(1, min(reads))
+    pairs = np.zeros(m, np.int64)  # a record of SGD size: one pair on one row in 64
+    pairs[rng.choice(m, size=max(1, m // 64), replace=False)] = 1
+    row_ptr = np.concatenate([[0], np.cumsum(pairs)])[None]  # (1, m + 1)
+    nnz = int(row_ptr[0, -1])
+    g_rows = rng.standard_normal((1, 1, _N)).astype(np.float32)
+    owner, coef = np.zeros((1, nnz + 1), np.int64), (1e-3 * rng.standard_normal((1, nnz + 1))).astype(np.float32)
+    slot, spent = np.zeros(1, np.int64), np.zeros(2, np.int64)
+    plain = _best(lambda: K.fold_records(P, g_rows, row_ptr, owner, coef, slot, 0, _N))
+    fused = _best(lambda: TK.fold_and_raise(P, tree.bounds, tree.block, g_rows, row_ptr, owner, coef, slot, 0, _N,
+                                            tree.headroom[0], tree.slack, spent))  # fmt: skip
+    t_maint = max(fused - plain, 0.01 * plain) / (max(1, nnz) * _N)
+    return {"t_line": t_line, "t_key": t_key, "t_sweep": sweep / m, "t_read": t_read, "t_maint": t_maint}
