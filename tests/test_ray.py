@@ -57,15 +57,18 @@ def test_two_ray_workers_keep_the_invariant_and_match_the_replayed_log():
 
 
 def test_ray_converges_like_the_sequential_run():
+    # One run's final loss varies by several percent with the batch seed alone: compare means.
     data, y = synthetic_task(n=512, dims=(8, 8), seed=2)
-    losses = {}
-    for backend, workers in (("threads", 1), ("ray", 2)):
-        net = TwoLayerNet((8, 8), width=512, seed=1)
-        trainer = KronSGD(net, data, y, lr=1.0, batch_size=16, workers=workers, backend=backend, seed=0)
-        losses[backend] = trainer.run(600, log_every=0)[-1]["loss"]
-    assert losses["threads"] < 0.2 * 0.5 * np.sum(y**2)
-    # one run each: the seed-to-seed spread of this task is about ±8%, staleness adds little
-    assert abs(losses["ray"] - losses["threads"]) <= 0.10 * losses["threads"]
+    means = {}
+    for backend, workers, seeds in (("threads", 1, range(4)), ("ray", 2, range(2))):
+        losses = []
+        for seed in seeds:
+            net = TwoLayerNet((8, 8), width=512, seed=1)
+            trainer = KronSGD(net, data, y, lr=1.0, batch_size=16, workers=workers, backend=backend, seed=seed)
+            losses.append(trainer.run(400, log_every=0)[-1]["loss"])
+        means[backend] = np.mean(losses)
+    assert means["threads"] < 0.3 * 0.5 * np.sum(y**2)  # the task is learned: the comparison means something
+    assert abs(means["ray"] - means["threads"]) <= 0.10 * means["threads"]
 
 
 def test_a_killed_worker_actor_is_replaced_and_no_update_is_lost_or_doubled():

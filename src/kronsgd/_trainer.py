@@ -32,6 +32,7 @@ _GRAM_SHARE = 0.25  # "auto" precomputes G when it takes at most this share of t
 _WINDOW_MAX = 8  # pending records; fastest at n = 4096 on a 2-core machine (benchmarks/bench_window.py)
 _FOLD_BYTES = 8 * 2**20  # "auto": the Gram rows of one window's records stay well inside L3
 _P_CACHED_BYTES = 4 * 2**20  # "auto": below this P lives in cache and the window is 1 (measured: faster)
+_SHORT_ROWS = 1024  # "auto": with fewer points than this the window is 1
 
 
 class KronSGD(SGDLoop):
@@ -361,7 +362,9 @@ def _plan_memory(trainer, gram: str, budget: int, window, workers: int, tree_byt
         fixed += gram_bytes
     if window == "auto":
         room = (budget - fixed) // (2 * workers * slot_bytes)  # what the budget allows beyond the smallest log
-        cached = m * n * item <= _P_CACHED_BYTES  # P stays in cache: deferring its updates saves nothing
+        # P in cache, or rows too short to be worth deferring (the corrections sweep all m rows per
+        # pending record): deferring saves nothing, measured (benchmarks/bench_window.py, bench_tree.py)
+        cached = m * n * item <= _P_CACHED_BYTES or n < _SHORT_ROWS
         window = 1 if cached else int(max(1, min(_WINDOW_MAX, _FOLD_BYTES // (B * n * item), room)))
     window = check_int(window, "window", low=1)
     slots = 2 * window * workers + 2  # enough that workers rarely wait for a free slot
