@@ -175,7 +175,8 @@ class RayEngine:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         self.ray, self.trainer = ray, trainer
         self.log = ray.remote(num_cpus=0)(OrderingLog).remote()
-        self._worker_cls = ray.remote(num_cpus=1)(ShardWorker)
+        # no CPU reservation: a reserved CPU held by a finished run's actors would block the next run's start
+        self._worker_cls = ray.remote(num_cpus=0)(ShardWorker)
         t = trainer
         self.cfg = {"dtype": t.dtype.name, "gram": t.gram_mode, "batch_size": t.batch_size, "seed": t.seed,
                     "lr": t.lr, "max_staleness": t.max_staleness, "gram_bound": t._gram_bound}  # fmt: skip
@@ -186,6 +187,19 @@ class RayEngine:
         self.seen = 0  # log records already reported to the trainer
         self.counters = {}
         self.gather()
+
+    def close(self) -> None:
+        """End this run's actors (also done when the trainer is garbage collected)."""
+        for actor in [*self.actors, self.log]:
+            try:
+                self.ray.kill(actor)
+            except Exception:  # noqa: BLE001 - already gone, or Ray shut down
+                pass
+        self.actors = []
+
+    def __del__(self):
+        if self.ray.is_initialized():
+            self.close()
 
     def _start(self, w: int):
         return self._worker_cls.remote(

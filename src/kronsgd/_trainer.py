@@ -30,7 +30,7 @@ from ._worker import NeedsRoom, Worker
 
 _GRAM_SHARE = 0.25  # "auto" precomputes G when it takes at most this share of the budget
 _WINDOW_MAX = 8  # pending records; fastest at n = 4096 on a 2-core machine (benchmarks/bench_window.py)
-_FOLD_BYTES = 8 * 2**20  # "auto": the Gram rows of one window's records stay well inside L3
+_FOLD_BYTES = 16 * 2**20  # "auto": the Gram rows of one window's records stay inside L3 (window 8 up to n = 16384)
 _P_CACHED_BYTES = 4 * 2**20  # "auto": below this P lives in cache and the window is 1 (measured: faster)
 _SHORT_ROWS = 1024  # "auto": with fewer points than this the window is 1
 
