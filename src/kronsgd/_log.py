@@ -107,13 +107,17 @@ class UpdateLog:
                 self.reserved += 1
                 return seq
 
-    def publish(self, seq: int, record: Record | None) -> None:
-        """Make record ``seq`` (already written to its slot) visible to every worker."""
+    def publish(self, seq: int, staleness: int | None, record: Record | None = None) -> None:
+        """Make record ``seq`` (already written to its slot) visible to every worker.
+
+        ``staleness`` None marks an empty record (its producer failed); ``record`` is the
+        copy kept for replay when the log keeps records.
+        """
         with self.changed:
-            if record is not None:
-                self.staleness.append(record.staleness)
-                if self.records is not None:
-                    self.records[seq] = record
+            if staleness is not None:
+                self.staleness.append(staleness)
+            if record is not None and self.records is not None:
+                self.records[seq] = record
             self._ready.add(seq)
             while self.published in self._ready:
                 self._ready.remove(self.published)
@@ -125,7 +129,7 @@ class UpdateLog:
         s = self.slot(seq)
         self.rec_size[s] = 0
         self.row_ptr[s] = 0
-        self.publish(seq, None)
+        self.publish(seq, None)  # no staleness: it is no update
 
     def mark_folded(self, worker: int, upto: int) -> None:
         with self.changed:

@@ -141,7 +141,7 @@ class Worker:
             raise
         # nothing below can fail: alpha and the log change together
         K.apply_alpha(e.alpha, batch, fired_ptr, self.fired_rows, self.coefs)
-        log.publish(seq, record or _Staleness(seq - self.snapshot))
+        log.publish(seq, seq - self.snapshot, record)
         c = self.counters
         c["steps"] += 1
         c["samples"] += B
@@ -173,12 +173,3 @@ class Worker:
                 rows = tree.fold(self.id, P, log, pending, self.counters)
             self.counters["rows_folded"] += rows
             log.mark_folded(self.id, self.snapshot)
-
-
-class _Staleness:
-    """The staleness of a record whose contents are not kept."""
-
-    __slots__ = ("staleness",)
-
-    def __init__(self, staleness: int):
-        self.staleness = staleness
