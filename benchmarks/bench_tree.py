@@ -8,7 +8,9 @@ down to 0.1% (the shift set to reach them), with n = 64 points (P is m · n · 4
   of the column (copied outside the timer), by NumPy (``flatnonzero(col > b)``) on that copy,
   and by the scan kernel on the strided column of P, which is what a step's gather reads.
   "cold": a 64 MiB read evicts the caches before each call; "warm": the call repeated. Also
-  the reads (bounds and keys) per reported neuron, and the query with column-major bounds;
+  the reads (cache-line-sized: 16 bounds of an entered node, or a key confirmed) per
+  reported neuron, and the floor of each side on this machine: the scan's bytes at the
+  measured streaming rate, the query's lines at the measured rate of independent random lines;
 * steps: KronSGD with fired="scan" (its own window), "scan" with window 1, "tree" and "auto"
   on the same batches, in rounds: each trainer runs the round's chunk of steps in turn (the
   order rotates), so that the machine's load hits them alike; the median over rounds of the
@@ -62,8 +64,41 @@ def median_us(times) -> float:
 
 def fractions_for(m: int, quick: bool) -> list[float]:
     default = fire_fraction(default_shift(m))
-    lower = (0.001,) if quick else (0.01, 0.003, 0.001)
+    lower = (0.001,) if quick else (0.01, 0.003, 0.001) + ((0.0001,) if m >= 2**18 else ())
     return [default] + [f for f in lower if f < 0.9 * default]
+
+
+# ---- the machine's floors ------------------------------------------------------------------
+@numba.njit(cache=True)
+def _stream(words):
+    total = 0
+    for w in words:  # an integer sum: vectorised, bound by the read rate alone
+        total += w
+    return total
+
+
+@numba.njit(cache=True)
+def _random_lines(words, index):
+    total = 0
+    for i in index:  # independent loads: the processor overlaps as many misses as it can
+        total += words[i]
+    return total
+
+
+def machine_rates(rng) -> dict:
+    """Bytes/s of a streaming read of 256 MiB and seconds per independent random line in it (best of 5)."""
+    words = np.ones(2**26, np.uint32)
+    index = rng.integers(0, words.size // 16, size=2**16) * 16
+    stream = min(timed_once(lambda: _stream(words)) for _ in range(5))
+    lines = min(timed_once(lambda: _random_lines(words, index)) for _ in range(5))
+    return {"stream_bytes_per_s": words.nbytes / stream, "random_line_s": lines / index.size}
+
+
+def timed_once(call) -> float:
+    cold()
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
 
 
 # ---- queries ---------------------------------------------------------------------------
@@ -71,7 +106,6 @@ def bench_queries(P: np.ndarray, fraction: float, args, rng) -> dict:
     m, n = P.shape
     shift = NormalDist().inv_cdf(1 - fraction)
     tree = T.FiredTree(P)
-    column_major = np.asfortranarray(tree.bounds)  # (2M, n), each column's tree contiguous
     a = np.ones((m, 1))
     fired_ptr, fired_rows, f = np.zeros(2, np.int64), np.zeros(m, np.int64), np.zeros((1, 1))
     waste, stats = np.zeros(n, np.int64), np.zeros(3, np.int64)
@@ -86,9 +120,9 @@ def bench_queries(P: np.ndarray, fraction: float, args, rng) -> dict:
             call()
             times.setdefault(label, []).append(time.perf_counter() - started)
 
-    def query(bounds, one):
-        args = (P, bounds, tree.block, tree.slack, a, one, shift, 1.0, fired_ptr, fired_rows, f, frontier, waste,
-                tree.headroom[0], stats)  # fmt: skip
+    def query(one):
+        args = (P, tree.bounds, tree.off, tree.start, tree.slack, a, one, shift, 1.0, fired_ptr, fired_rows, f,
+                frontier, waste, tree.headroom[0], stats)  # fmt: skip
         return lambda: TK.tree_forward(*args)
 
     def scan(keys, one):
@@ -98,9 +132,8 @@ def bench_queries(P: np.ndarray, fraction: float, args, rng) -> dict:
         for j in rng.choice(n, size=args.columns, replace=False):
             col = np.ascontiguousarray(P[:, j : j + 1])  # (m, 1) the contiguous copy, outside the timers
             one = np.array([j], np.int64)
-            timed("tree", query(tree.bounds, one), warm=True)
+            timed("tree", query(one), warm=True)
             reads, reported = reads + int(stats[0]), reported + int(stats[1])
-            timed("tree_column_major", query(column_major, one))
             timed("scan_contiguous", scan(col, np.zeros(1, np.int64)), warm=True)
             timed("scan_numpy", lambda col=col: np.flatnonzero(col[:, 0] > shift), True)
             timed("scan_strided", scan(P, one))
@@ -109,6 +142,10 @@ def bench_queries(P: np.ndarray, fraction: float, args, rng) -> dict:
     row["reads_per_reported"] = reads / max(1, reported)
     row["x_contiguous"] = row["scan_contiguous_us"] / row["tree_us"]
     row["x_numpy"] = row["scan_numpy_us"] / row["tree_us"]
+    row["x_best_scan"] = min(row["scan_contiguous_us"], row["scan_numpy_us"]) / row["tree_us"]
+    row["scan_floor_us"] = 1e6 * m * P.itemsize / args.stream_bytes_per_s
+    row["tree_floor_us"] = 1e6 * reads / (args.repeats * args.columns) * args.random_line_s
+    row["x_floor"] = row["scan_floor_us"] / row["tree_floor_us"]
     row["x_strided"] = row["scan_strided_us"] / row["tree_us"]
     return row
 
@@ -181,10 +218,10 @@ def bench_steps(m, fraction, args, rng) -> dict:
 
 # ---- report ----------------------------------------------------------------------------
 COLUMNS = [  # (header, key, format)
-    ("m", "m", "d"), ("Φ̄ %", "fraction_pct", ".2f"), ("k", "k", ".0f"), ("reads/k", "reads_per_reported", ".1f"),
+    ("m", "m", "d"), ("Φ̄ %", "fraction_pct", ".2f"), ("k", "k", ".0f"), ("lines/k", "reads_per_reported", ".1f"),
     ("tree µs", "tree_us", ".0f"), ("scan µs", "scan_contiguous_us", ".0f"), ("numpy µs", "scan_numpy_us", ".0f"),
-    ("strided µs", "scan_strided_us", ".0f"), ("×scan", "x_contiguous", ".1f"), ("×strided", "x_strided", ".1f"),
-    ("colmaj µs", "tree_column_major_us", ".0f"), ("fold ms", "fold_ms", ".2f"), ("maint ms", "maintenance_ms", ".2f"),
+    ("strided µs", "scan_strided_us", ".0f"), ("×best", "x_best_scan", ".1f"), ("×strided", "x_strided", ".1f"),
+    ("floor ×", "x_floor", ".1f"), ("fold ms", "fold_ms", ".2f"), ("maint ms", "maintenance_ms", ".2f"),
     ("scan ms", "scan_ms", ".2f"), ("scan w1 ms", "scan_w1_ms", ".2f"), ("tree ms", "tree_ms", ".2f"),
     ("auto", "auto_choice", "s"),
     ("auto ms", "auto_ms", ".2f"), ("auto/best", "auto_choice_vs_best", ".2f"),
@@ -222,6 +259,9 @@ def main(argv=None) -> int:
     calibration_started = time.perf_counter()
     calibration = T.calibration()
     calibration_s = time.perf_counter() - calibration_started
+    rates = machine_rates(rng)
+    args.stream_bytes_per_s, args.random_line_s = rates["stream_bytes_per_s"], rates["random_line_s"]
+    log(f"streaming read {args.stream_bytes_per_s / 1e9:.1f} GB/s, random line {1e9 * args.random_line_s:.1f} ns")
     rows = []
     for log2m in args.log2m:
         m = 2**log2m
@@ -238,11 +278,15 @@ def main(argv=None) -> int:
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "numpy": np.__version__,
                     "numba": numba.__version__, "loadavg_1min_start": load_start,
                     "loadavg_1min_end": os.getloadavg()[0]},
-        "args": vars(args), "block": T.BLOCK, "calibration": calibration, "calibration_s": calibration_s, "rows": rows,
+        "args": vars(args), "fanout": TK.FANOUT, "top": T.TOP, "calibration": calibration,
+        "calibration_s": calibration_s, "rows": rows,
     }  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2, default=float))
     print(table(rows))
+    print(f"streaming read {args.stream_bytes_per_s / 1e9:.1f} GB/s, independent random line "
+          f"{1e9 * args.random_line_s:.1f} ns (floor × = the scan's bytes at that rate / the query's lines at "
+          "this one)")  # fmt: skip
     print(f"load average {load_start:.1f} at start, {out['machine']['loadavg_1min_end']:.1f} at end; "
           f"calibration {calibration_s:.2f} s; written {args.out}")  # fmt: skip
     return 0

@@ -59,46 +59,48 @@ def kron_all(vectors):
 
 
 # ---- the AsynchronousTree (src/kronsgd/_tree_kernels.py) --------------------------------
-def tree_shape(m, block):
-    """M, the number of block nodes: the power of two >= ceil(m / block)."""
-    blocks = -(-m // block)
-    return 1 << max(0, blocks - 1).bit_length()
+def tree_levels(m, fanout=16):
+    """The sizes s_l = ceil(m / 16^l) of the levels, down to the single root."""
+    sizes = [max(1, m)]
+    while sizes[-1] > 1:
+        sizes.append(-(-sizes[-1] // fanout))
+    return sizes
 
 
-def tree_bounds(P, block, slack=0.0):
-    """Bounds (2M, n) as built: row M + b is the max of block b's keys plus slack (-inf past m), row v the
-    max of rows 2v, 2v+1; in P's dtype."""
+def tree_bounds(P, off, slack=0.0, fanout=16):
+    """The (n, S) tree as built: level 0 = keys + slack (rounded to P's dtype), each entry of level
+    l the max of its 16 children, -inf in the padding."""
     m, n = P.shape
-    M = tree_shape(m, block)
-    padded = np.full((M * block, n), -np.inf, P.dtype)
-    padded[:m] = P
-    bounds = np.full((2 * M, n), -np.inf, P.dtype)
-    bounds[M:] = (padded.reshape(M, block, n).max(axis=1).astype(np.float64) + slack).astype(P.dtype)
-    for v in range(M - 1, 0, -1):
-        bounds[v] = np.maximum(bounds[2 * v], bounds[2 * v + 1])
-    return bounds
+    tree = np.full((n, off[-1]), -np.inf, P.dtype)
+    tree[:, :m] = (P.T.astype(np.float64) + slack).astype(P.dtype)
+    for level, size in enumerate(tree_levels(m, fanout)[1:], start=1):
+        below = tree[:, off[level - 1] : off[level - 1] + size * fanout]
+        tree[:, off[level] : off[level] + size] = below.reshape(n, size, fanout).max(axis=2)
+    return tree
 
 
-def bounds_are_upper(P, bounds, block):
-    """The tree's invariant: every bound >= its children's bounds and a block's bound >= its keys."""
-    M = bounds.shape[0] // 2
-    tight = tree_bounds(P, block)
-    children = np.maximum(bounds[2::2], bounds[3::2])  # (M - 1, n): of nodes 1 .. M - 1
-    return bool(np.all(bounds[M:] >= tight[M:]) and np.all(bounds[1:M] >= children))
+def bounds_are_upper(P, tree, off, fanout=16):
+    """The tree's invariant: every level-0 bound >= its key, every entry >= each of its children."""
+    m = P.shape[0]
+    if not np.all(tree[:, :m] >= P.T):
+        return False
+    for level, size in enumerate(tree_levels(m, fanout)[1:], start=1):
+        below = tree[:, off[level - 1] : off[level - 1] + size * fanout].reshape(tree.shape[0], size, fanout)
+        if not np.all(tree[:, off[level] : off[level] + size] >= below.max(axis=2)):
+            return False
+    return True
 
 
-def raise_bounds(P, bounds, block, rows, col0, col1):
-    """After the keys of ``rows`` changed on columns col0:col1: bounds on each path = max(bound, key)."""
-    M = bounds.shape[0] // 2
+def raise_bounds(P, tree, off, rows, col0, col1, fanout=16):
+    """After the keys of ``rows`` changed on columns col0:col1: every bound on each path = max(bound, key)."""
     for r in rows:
-        v = M + r // block
-        while v >= 1:
-            bounds[v, col0:col1] = np.maximum(bounds[v, col0:col1], P[r, col0:col1])
-            v //= 2
+        for level in range(off.size - 1):
+            v = off[level] + r // fanout**level
+            tree[col0:col1, v] = np.maximum(tree[col0:col1, v], P[r, col0:col1])
 
 
-def headroom_holds(P, bounds, block, headroom, col0, col1):
-    """The headroom invariant: bounds[block(r), c] - P[r, c] >= headroom[r] for every row and column col0:col1."""
-    M = bounds.shape[0] // 2
-    block_rows = bounds[M + np.arange(P.shape[0]) // block, col0:col1].astype(np.float64)
-    return bool(np.all(block_rows - P[:, col0:col1].astype(np.float64) >= headroom[:, None]))
+def headroom_holds(P, tree, headroom, col0, col1):
+    """The headroom invariant: tree[c, r] - P[r, c] >= headroom[r] for every row and column col0:col1."""
+    m = P.shape[0]
+    gaps = tree[col0:col1, :m].T.astype(np.float64) - P[:, col0:col1].astype(np.float64)
+    return bool(np.all(gaps >= headroom[:, None]))

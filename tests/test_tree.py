@@ -10,22 +10,24 @@ import naive
 from kronsgd import KroneckerData, KronSGD, MemoryBudgetError, TwoLayerNet, ValidationError
 from kronsgd import _kernels as K
 from kronsgd import _tree_kernels as TK
-from kronsgd._tree import FiredTree, tree_rows
+from kronsgd._tree import FiredTree
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DTYPES = [np.float32, np.float64]
+TOPS = [1, 16, 4096]  # the level a query starts from: the root, a middle one, level 0 for small m
 
 
-def _tree(P, block):
-    bounds = np.full((tree_rows(P.shape[0], block), P.shape[1]), -np.inf, P.dtype)  # row 0 unused
-    TK.build(P, bounds, block, 0.0, 0, P.shape[1])
-    return bounds
+def _tree(P, slack=0.0):
+    off = TK.layout(P.shape[0])
+    tree = TK.empty_tree(P.shape[1], P.shape[0], P.dtype)
+    TK.build(P, tree, off, slack, 0, P.shape[1])
+    return tree, off
 
 
-def _query(P, bounds, block, j, t):
+def _query(P, tree, off, j, t, top=1):
     out = np.zeros(P.shape[0], np.int64)
-    frontier = np.zeros((2, bounds.shape[0] // 2), np.int64)
-    end, reads = TK.query(P, bounds, block, j, t, out, 0, frontier)
+    frontier = np.zeros((2, off[1]), np.int64)
+    end, reads = TK.query(P, tree, off, TK.start_level(P.shape[0], top), j, t, out, 0, frontier)
     return out[:end], reads
 
 
@@ -37,10 +39,10 @@ def _thresholds(P, j, rng):
 
 @st.composite
 def updates(draw):
-    """A key matrix, a block size, and batches of updates like folds: (rows, col0, col1, deltas)."""
-    m = draw(st.one_of(st.integers(1, 9), st.integers(10, 300)))
+    """A key matrix, a start level, and batches of updates like folds: (rows, col0, col1, deltas)."""
+    m = draw(st.one_of(st.integers(1, 17), st.integers(18, 300), st.sampled_from([256, 4096, 4097, 5000])))
     n = draw(st.integers(1, 6))
-    block = draw(st.sampled_from([1, 2, 3, 8]))
+    top = draw(st.sampled_from(TOPS))
     dtype = draw(st.sampled_from(DTYPES))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
@@ -54,54 +56,77 @@ def updates(draw):
         col1 = int(rng.integers(col0 + 1, n + 1))
         scale = rng.choice([0.1, 1.0, 5.0])
         steps.append((rows, col0, col1, (scale * rng.standard_normal((rows.size, col1 - col0))).astype(dtype)))
-    return P, block, steps, rng
+    return P, top, steps, rng
+
+
+def test_layout_levels_are_aligned_and_padded():
+    for m in (1, 15, 16, 17, 256, 257, 4096, 70_000):
+        off = TK.layout(m)
+        sizes = naive.tree_levels(m)
+        assert off.size == len(sizes) + 1 and sizes[-1] == 1
+        assert np.all(off % 16 == 0) and np.all(np.diff(off) >= np.array(sizes))
+        tree = TK.empty_tree(3, m, np.float32)
+        assert tree.ctypes.data % 64 == 0 and tree.shape == (3, off[-1]) and np.all(tree == -np.inf)
+    assert [TK.start_level(5000, top) for top in TOPS] == [4, 3, 1]  # 5000, 313, 20, 2, 1 entries
+    assert TK.start_level(4096, 4096) == 0 and TK.start_level(1, 1) == 0
 
 
 @FAST
 @given(updates())
 def test_queries_are_exact_and_bounds_stay_upper_after_any_updates(case):
-    P, block, steps, rng = case
-    bounds = _tree(P, block)
-    np.testing.assert_array_equal(bounds, naive.tree_bounds(P, block).astype(P.dtype))
+    P, top, steps, rng = case
+    tree, off = _tree(P)
+    np.testing.assert_array_equal(tree, naive.tree_bounds(P, off))
     for rows, col0, col1, delta in steps:
         P[rows, col0:col1] += delta  # increases and decreases
-        expected = bounds.copy()
-        naive.raise_bounds(P, expected, block, rows, col0, col1)
-        TK.raise_bounds(P, bounds, block, rows, col0, col1)
-        np.testing.assert_array_equal(bounds, expected)
-        assert naive.bounds_are_upper(P, bounds, block)
+        expected = tree.copy()
+        naive.raise_bounds(P, expected, off, rows, col0, col1)
+        TK.raise_bounds(P, tree, off, rows, col0, col1)
+        np.testing.assert_array_equal(tree, expected)
+        assert naive.bounds_are_upper(P, tree, off)
     for j in range(P.shape[1]):
         for t in _thresholds(P, j, rng):
-            found, _ = _query(P, bounds, block, j, t)
+            found, _ = _query(P, tree, off, j, t, top)
             np.testing.assert_array_equal(found, np.flatnonzero(P[:, j] > t))
     for j in range(P.shape[1]):  # a rebuild restores the tight tree
-        TK.rebuild_column(P, bounds, block, 0.0, j, np.zeros(P.shape[0]))
-    np.testing.assert_array_equal(bounds, naive.tree_bounds(P, block).astype(P.dtype))
+        TK.rebuild_column(P, tree, off, 0.0, j, np.zeros(P.shape[0]))
+    np.testing.assert_array_equal(tree, naive.tree_bounds(P, off))
 
 
 @FAST
 @given(updates())
-def test_a_tight_tree_reads_no_more_than_its_bound_and_is_never_rebuilt(case):
-    P, block, _, rng = case
-    bounds = _tree(P, block)
-    M = bounds.shape[0] // 2
+def test_a_tight_tree_reads_no_more_than_its_bound(case):
+    P, top, _, rng = case
+    tree, off = _tree(P)
+    start = TK.start_level(P.shape[0], top)
     for j in range(P.shape[1]):
         for t in _thresholds(P, j, rng):
-            found, reads = _query(P, bounds, block, j, t)
-            assert reads <= TK.tight_visits(found.size, M, block)
+            found, reads = _query(P, tree, off, j, t, top)
+            assert reads <= TK.tight_visits(found.size, P.shape[0], off, start)
 
 
 def test_edge_cases_one_neuron_all_fired_none_fired_ties():
     P = np.array([[0.5, -1.0, 2.0]], np.float32)  # m = 1
-    bounds = _tree(P, 8)
-    assert bounds.shape == (2, 3)
-    assert list(_query(P, bounds, 8, 0, 0.5)[0]) == []  # a key equal to the threshold does not fire
-    assert list(_query(P, bounds, 8, 0, 0.4999)[0]) == [0]
-    P = np.full((13, 2), 3.0)  # m not a power of two, all keys equal
-    bounds = _tree(P, 2)
-    assert list(_query(P, bounds, 2, 1, 2.0)[0]) == list(range(13))
-    assert list(_query(P, bounds, 2, 1, 3.0)[0]) == []
-    assert _query(P, bounds, 2, 1, 3.0)[1] == 1  # only the root was read
+    tree, off = _tree(P)
+    assert tree.shape == (3, 16) and list(off) == [0, 16]
+    assert list(_query(P, tree, off, 0, 0.5)[0]) == []  # a key equal to the threshold does not fire
+    assert list(_query(P, tree, off, 0, 0.4999)[0]) == [0]
+    P = np.full((300, 2), 3.0)  # m not a power of two, all keys equal
+    tree, off = _tree(P)
+    assert list(_query(P, tree, off, 1, 2.0)[0]) == list(range(300))
+    assert list(_query(P, tree, off, 1, 3.0)[0]) == []
+    assert _query(P, tree, off, 1, 3.0)[1] == 1  # only the root's line was read
+    assert _query(P, tree, off, 1, 3.0, top=4096)[1] == off[1] // 16  # from level 0: its lines, scanned
+
+
+def test_a_query_enters_only_nodes_above_the_threshold():
+    m = 16**4
+    P = np.zeros((m, 1), np.float32)
+    P[[5, 40_000], 0] = 1.0  # two keys fire, far apart
+    tree, off = _tree(P)
+    found, reads = _query(P, tree, off, 0, 0.5)
+    assert list(found) == [5, 40_000]
+    assert reads == 1 + 1 + 2 + 2 + 2 + 2  # the root's line; levels 4..1 enter 1, 2, 2, 2 nodes; 2 keys confirmed
 
 
 def _record(P, a, G, y, batch, shift, dtype, slots=1):
@@ -120,30 +145,31 @@ def _record(P, a, G, y, batch, shift, dtype, slots=1):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m,block", [(1, 8), (37, 8), (200, 2), (256, 8)])
-def test_fold_and_raise_adds_exactly_what_fold_records_adds(dtype, m, block):
+@pytest.mark.parametrize("m", [1, 37, 200, 256, 5000])
+def test_fold_and_raise_adds_exactly_what_fold_records_adds(dtype, m):
     rng = np.random.default_rng(m)
     n = 17
     P = rng.standard_normal((m, n)).astype(dtype)
     a, G = rng.choice([-1.0, 1.0], size=(m, 2)), rng.standard_normal((n, n)).astype(dtype)
     y = 3 * rng.standard_normal((n, 2))
     record = _record(P, a, G, y, rng.choice(n, size=5, replace=False), 0.3, dtype)
-    bounds, headroom, counts = _tree(P, block), np.zeros(m), np.zeros(2, np.int64)
-    TK.headroom_of(P, bounds, block, headroom, 4, 15)
+    (tree, off), headroom, counts = _tree(P), np.zeros(m), np.zeros(2, np.int64)
+    TK.headroom_of(P, tree, headroom, 4, 15)
     folded, reference = P.copy(), P.copy()
-    touched = TK.fold_and_raise(folded, bounds, block, *record, np.arange(1), 4, 15, headroom, 0.05, counts)
+    touched = TK.fold_and_raise(folded, tree, off, *record, np.arange(1), 4, 15, headroom, 0.05, counts)
     assert touched == K.fold_records(reference, *record, np.arange(1), 4, 15) == counts.sum()
     np.testing.assert_array_equal(folded, reference)
-    assert naive.bounds_are_upper(folded, bounds, block)
-    assert naive.headroom_holds(folded, bounds, block, headroom, 4, 15)
-    np.testing.assert_array_equal(bounds[:, :4], _tree(P, block)[:, :4])  # other columns untouched
+    assert naive.bounds_are_upper(folded, tree, off)
+    assert naive.headroom_holds(folded, tree, headroom, 4, 15)
+    untouched = np.r_[0:4, 15:17]
+    np.testing.assert_array_equal(tree[untouched], _tree(P)[0][untouched])  # other columns untouched
 
 
 @st.composite
 def records(draw):
     """Keys, a column range, and update records (slot arrays as in the log) of every size of change."""
     m, n = draw(st.integers(1, 120)), draw(st.integers(1, 8))
-    dtype, block = draw(st.sampled_from(DTYPES)), draw(st.sampled_from([2, 8]))
+    dtype, top = draw(st.sampled_from(DTYPES)), draw(st.sampled_from(TOPS))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     col0 = int(rng.integers(0, n))
     col1 = int(rng.integers(col0 + 1, n + 1))
@@ -158,32 +184,33 @@ def records(draw):
         coef = (scale * rng.standard_normal((1, nnz + 1))).astype(dtype)
         owner = rng.integers(0, B, size=(1, nnz + 1))
         out.append((rng.standard_normal((1, B, n)).astype(dtype), row_ptr, owner, coef))
-    return P, block, col0, col1, out, rng
+    return P, top, col0, col1, out, rng
 
 
 @FAST
 @given(records())
 def test_folds_spend_or_renew_headroom_and_keep_every_query_exact(case):
-    P, block, col0, col1, recs, rng = case
-    bounds = np.full((tree_rows(P.shape[0], block), P.shape[1]), -np.inf, P.dtype)
+    P, top, col0, col1, recs, rng = case
     headroom, counts, slack = np.zeros(P.shape[0]), np.zeros(2, np.int64), 0.01
-    TK.build(P, bounds, block, slack, 0, P.shape[1])
-    np.testing.assert_array_equal(bounds, naive.tree_bounds(P, block, slack))
-    TK.headroom_of(P, bounds, block, headroom, col0, col1)
+    tree, off = _tree(P, slack)
+    np.testing.assert_array_equal(tree, naive.tree_bounds(P, off, slack))
+    TK.headroom_of(P, tree, headroom, col0, col1)
     reference = P.copy()
+    raised = 0
     for rec in recs:
-        touched = TK.fold_and_raise(P, bounds, block, *rec, np.zeros(1, np.int64), col0, col1, headroom, slack, counts)
+        touched = TK.fold_and_raise(P, tree, off, *rec, np.zeros(1, np.int64), col0, col1, headroom, slack, counts)
         assert touched == K.fold_records(reference, *rec, np.zeros(1, np.int64), col0, col1) == counts.sum()
+        raised += counts[0]
         np.testing.assert_array_equal(P, reference)
-        assert naive.bounds_are_upper(P, bounds, block)
-        assert naive.headroom_holds(P, bounds, block, headroom, col0, col1)
+        assert naive.bounds_are_upper(P, tree, off)
+        assert naive.headroom_holds(P, tree, headroom, col0, col1)
     for j in range(col0, col1):
         for t in _thresholds(P, j, rng):
-            found, _ = _query(P, bounds, block, j, t)
+            found, _ = _query(P, tree, off, j, t, top)
             np.testing.assert_array_equal(found, np.flatnonzero(P[:, j] > t))
-        TK.rebuild_column(P, bounds, block, slack, j, headroom)  # a rebuild may lower bounds: headroom follows
-        assert naive.headroom_holds(P, bounds, block, headroom, col0, col1)
-    np.testing.assert_array_equal(bounds[:, col0:col1], naive.tree_bounds(P, block, slack)[:, col0:col1])
+        TK.rebuild_column(P, tree, off, slack, j, headroom)  # a rebuild may lower bounds: headroom follows
+        assert naive.headroom_holds(P, tree, headroom, col0, col1)
+    np.testing.assert_array_equal(tree[col0:col1], naive.tree_bounds(P, off, slack)[col0:col1])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -206,7 +233,7 @@ def test_tree_forward_equals_the_scan_bit_for_bit_and_rebuilds_loose_columns(dty
     np.testing.assert_array_equal(via_tree[2], scan[2])  # same sums in the same order
     assert counters["tree_rebuilds"] == 4  # once per distinct loose column, then tight for good
     used = [0, 3, 5, 8]
-    np.testing.assert_array_equal(tree.bounds[:, used], naive.tree_bounds(P, tree.block, tree.slack)[:, used])
+    np.testing.assert_array_equal(tree.bounds[used], naive.tree_bounds(P, tree.off, tree.slack)[used])
     assert counters["tree_reported"] == 40 * nnz
 
 
@@ -232,7 +259,7 @@ def test_training_with_the_tree_gives_the_same_bits_as_the_scan(dtype):
     assert tree_trainer.window_size == 1 and runs["scan"][3].window_size == 3
     c = tree_trainer.counters()
     assert c["tree_reported"] == c["nnz"] > 0 and c["tree_reads"] > c["tree_reported"]
-    assert naive.bounds_are_upper(tree_trainer.P, tree_trainer.tree.bounds, tree_trainer.tree.block)
+    assert naive.bounds_are_upper(tree_trainer.P, tree_trainer.tree.bounds, tree_trainer.tree.off)
     replay = KronSGD(TwoLayerNet(data.dims, width=200, outputs=2, shift=1.2, seed=4), data, y, lr=0.3,
                      batch_size=6, dtype=dtype, fired="tree")  # fmt: skip
     replay.replay(tree_trainer.records)
@@ -250,7 +277,7 @@ def test_a_worker_with_records_pending_falls_back_to_the_scan_and_keeps_the_tree
         runs.append(trainer)
     np.testing.assert_array_equal(runs[1].P, runs[0].P)
     assert 0 < runs[1].counters()["tree_reported"] < runs[1].counters()["nnz"]  # some steps scanned
-    assert naive.bounds_are_upper(runs[1].P, runs[1].tree.bounds, runs[1].tree.block)
+    assert naive.bounds_are_upper(runs[1].P, runs[1].tree.bounds, runs[1].tree.off)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -263,9 +290,9 @@ def test_two_workers_with_the_tree_keep_p_equal_to_p0_plus_alpha_g(dtype):
     tol = 1e-9 if dtype == np.float64 else 1e-4
     np.testing.assert_allclose(trainer.P, recomputed, rtol=0, atol=tol * np.abs(recomputed).max())
     tree = trainer.tree
-    assert naive.bounds_are_upper(trainer.P, tree.bounds, tree.block)
+    assert naive.bounds_are_upper(trainer.P, tree.bounds, tree.off)
     for w, (start, stop) in enumerate(tree.ranges):  # each worker keeps the headroom of its own columns
-        assert naive.headroom_holds(trainer.P, tree.bounds, tree.block, tree.headroom[w], start, stop)
+        assert naive.headroom_holds(trainer.P, tree.bounds, tree.headroom[w], start, stop)
     c = trainer.counters()
     assert c["steps"] == 200 and c["tree_reported"] >= c["nnz"] > 0  # a stale update is computed again
 

@@ -135,6 +135,40 @@ def correct_columns(cols, batch, g_rows, rec_size, row_ptr, owner, coef, slots, 
                     cols[r, s] += c * scratch[i, s]
 
 
+@nb.jit(inline="always", **_JIT)  # a call per row of P costs more than the row when few are touched
+def row_pairs(row_ptr, owner, coef, slots, per_record, r, gi, cc):
+    """Row r's pairs from every record of ``slots``, in order, into gi (row of g_rows) and cc; returns their count."""
+    count = 0
+    for k in slots:
+        for t in range(row_ptr[k, r], row_ptr[k, r + 1]):
+            gi[count] = k * per_record + owner[k, t]
+            cc[count] = coef[k, t]
+            count += 1
+    return count
+
+
+@nb.jit(inline="always", **_JIT)
+def fold_row(p, rows, gi, cc, count, col0, col1):
+    """p += cc[t] · rows[gi[t], col0:col1] for t < count, one addition at a time, up to four pairs per pass."""
+    t = 0
+    while t + 4 <= count:
+        g1, g2, g3, g4 = (
+            rows[gi[t], col0:col1],
+            rows[gi[t + 1], col0:col1],
+            rows[gi[t + 2], col0:col1],
+            rows[gi[t + 3], col0:col1],
+        )
+        c1, c2, c3, c4 = cc[t], cc[t + 1], cc[t + 2], cc[t + 3]
+        for j in range(p.shape[0]):
+            p[j] = (((p[j] + c1 * g1[j]) + c2 * g2[j]) + c3 * g3[j]) + c4 * g4[j]
+        t += 4
+    while t < count:
+        g1, c1 = rows[gi[t], col0:col1], cc[t]
+        for j in range(p.shape[0]):
+            p[j] += c1 * g1[j]
+        t += 1
+
+
 @nb.jit(**_JIT)
 def fold_records(P, g_rows, row_ptr, owner, coef, slots, col0, col1):
     """Apply the update records in ``slots`` (in order) to P[:, col0:col1].
@@ -153,33 +187,11 @@ def fold_records(P, g_rows, row_ptr, owner, coef, slots, col0, col1):
     cc = np.empty(slots.shape[0] * per_record + 1, dtype=P.dtype)
     touched = 0
     for r in range(m):
-        count = 0
-        for k in slots:
-            for t in range(row_ptr[k, r], row_ptr[k, r + 1]):
-                gi[count] = k * per_record + owner[k, t]
-                cc[count] = coef[k, t]
-                count += 1
+        count = row_pairs(row_ptr, owner, coef, slots, per_record, r, gi, cc)
         if count == 0:
             continue
         touched += 1
-        p = P[r, col0:col1]  # slices indexed from 0 keep the inner loops free of wraparound checks
-        t = 0
-        while t + 4 <= count:
-            g1, g2, g3, g4 = (
-                rows[gi[t], col0:col1],
-                rows[gi[t + 1], col0:col1],
-                rows[gi[t + 2], col0:col1],
-                rows[gi[t + 3], col0:col1],
-            )
-            c1, c2, c3, c4 = cc[t], cc[t + 1], cc[t + 2], cc[t + 3]
-            for j in range(p.shape[0]):
-                p[j] = (((p[j] + c1 * g1[j]) + c2 * g2[j]) + c3 * g3[j]) + c4 * g4[j]
-            t += 4
-        while t < count:
-            g1, c1 = rows[gi[t], col0:col1], cc[t]
-            for j in range(p.shape[0]):
-                p[j] += c1 * g1[j]
-            t += 1
+        fold_row(P[r, col0:col1], rows, gi, cc, count, col0, col1)  # a slice from 0: no wraparound checks inside
     return touched
 
 

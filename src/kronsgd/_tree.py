@@ -1,17 +1,17 @@
 """The AsynchronousTree index of P (DESIGN.md §5): fired sets in O(|F| log m) instead of O(m).
 
-``FiredTree`` owns the bounds of every column's max tree (see _tree_kernels.py for the
-layout, the headroom that spares most folds from touching the bounds, and the rule that
-rebuilds a column whose bounds have become loose) and answers the fired sets of a batch
-straight from P, with the same sets, the same order and the same outputs, bit for bit, as
-the scan of ``_kernels.forward_batch``. It is kept valid by ``fold``, which folds update
-records into P and maintains the tree in the same sweep.
+``FiredTree`` owns every point's 16-ary max tree (see _tree_kernels.py for the layout, the
+headroom that spares most folds from touching the bounds, and the rule that rebuilds a column
+whose bounds have become loose) and answers the fired sets of a batch with the same sets, the
+same order and the same outputs, bit for bit, as the scan of ``_kernels.forward_batch``. It
+is kept valid by ``fold``, which folds update records into P and maintains the tree in the
+same sweep.
 
-The leaves are P itself, so the tree answers for P as folded. The trainer therefore folds
-every record before the next query (window = 1) when the tree is on; a worker that still has
-records pending (it cannot happen with window 1, but stays correct) falls back to the scan.
-Columns are owned by workers: a worker queries, rebuilds and maintains only its own columns
-of the bounds, as it does for P, so no locks are needed.
+Queries confirm their candidates from P as folded, so the trainer folds every record before
+the next query (window = 1) when the tree is on; a worker that still has records pending (it
+cannot happen with window 1, but stays correct) falls back to the scan. Columns are owned by
+workers: a worker queries, rebuilds and maintains only its own points' trees, as it does for
+P's columns, so no locks are needed.
 """
 
 from __future__ import annotations
@@ -24,21 +24,15 @@ import numpy as np
 from . import _kernels as K
 from . import _tree_kernels as TK
 
-BLOCK = 8  # leaves per block node: bounds take m/4 rows; queries read no more than with 2 (see bench_tree.py)
+TOP = 4096  # a query scans whole the lowest level of at most this many entries (16 KiB in float32)
 SLACK = 0.01  # headroom a build gives every key, in units of the keys' spread (see _tree_kernels.py)
 _STAT_KEYS = ("tree_reads", "tree_reported", "tree_rebuilds")
 
 
-def tree_rows(m: int, block: int = BLOCK) -> int:
-    """Rows of the bounds array, 2M: M = 2^ceil(log2(ceil(m / block))) block nodes and M internal ones."""
-    blocks = -(-m // block)
-    return 2 << max(0, blocks - 1).bit_length()
-
-
-def tree_bytes(m: int, n: int, itemsize: int, workers: int = 1, block: int = BLOCK) -> int:
-    """Memory of a FiredTree: bounds (2M, n), and per worker the headroom (m,) and the frontier (2, M)."""
-    rows = tree_rows(m, block)
-    return rows * n * itemsize + workers * (rows + m) * 8
+def tree_bytes(m: int, n: int, itemsize: int, workers: int = 1) -> int:
+    """Memory of a FiredTree: the trees (n, S), and per worker the headroom (m,) and the frontier (2, s_0)."""
+    off = TK.layout(m)
+    return int(off[-1]) * n * itemsize + 64 + workers * (m + 2 * int(off[1])) * 8
 
 
 class FiredTree:
@@ -50,30 +44,31 @@ class FiredTree:
         The keys; read, never written, except by ``fold``.
     ranges : list of (start, stop)
         The columns each worker owns: it queries, folds and rebuilds only those.
-    block : int
-        Leaves per block node.
+    top : int
+        A query scans whole the lowest level of at most ``top`` entries and descends from it.
     """
 
-    def __init__(self, P: np.ndarray, ranges=None, block: int = BLOCK):
+    def __init__(self, P: np.ndarray, ranges=None, top: int = TOP):
         m, n = P.shape
-        self.block = block
         self.ranges = [(0, n)] if ranges is None else [(int(a), int(b)) for a, b in ranges]
-        rows, workers = tree_rows(m, block), len(self.ranges)
+        workers = len(self.ranges)
+        self.off = TK.layout(m)
+        self.start = TK.start_level(m, top)
         spread = float(np.std(P[: min(m, 4096)])) if P.size else 0.0
-        self.slack = SLACK * spread if np.isfinite(spread) else 0.0  # bounds start this far above the block maxima
-        self.bounds = np.full((rows, n), -np.inf, dtype=P.dtype)  # (2M, n) node-major upper bounds, row 0 unused
-        self.headroom = np.zeros((workers, m))  # (workers, m) bounds[block(r), c] - P[r, c] >= headroom[w, r]
+        self.slack = SLACK * spread if np.isfinite(spread) else 0.0  # bounds start this far above the keys
+        self.bounds = TK.empty_tree(n, m, P.dtype)  # (n, S) point-major, 64-byte aligned
+        self.headroom = np.zeros((workers, m))  # (workers, m) bounds[c, r] - P[r, c] >= headroom[w, r]
         self.waste = np.zeros(n, dtype=np.int64)  # (n,) reads beyond a tight tree's, since the last rebuild
-        self._frontier = [np.zeros((2, rows // 2), dtype=np.int64) for _ in range(workers)]  # (2, M) each
+        self._frontier = [np.zeros((2, int(self.off[1])), dtype=np.int64) for _ in range(workers)]
         self._stats = [np.zeros(3, dtype=np.int64) for _ in range(workers)]  # (reads, reported, rebuilds)
         self._counts = [np.zeros(2, dtype=np.int64) for _ in range(workers)]  # (rows raised, rows within headroom)
         self.build(P)
 
     def build(self, P: np.ndarray) -> None:
-        """Bounds of every column from P as it is now (block maxima + slack), and every row's headroom."""
-        TK.build(P, self.bounds, self.block, self.slack, 0, P.shape[1])
+        """Bounds of every column from P as it is now (keys + slack), and every row's headroom."""
+        TK.build(P, self.bounds, self.off, self.slack, 0, P.shape[1])
         for w, (start, stop) in enumerate(self.ranges):
-            TK.headroom_of(P, self.bounds, self.block, self.headroom[w], start, stop)
+            TK.headroom_of(P, self.bounds, self.headroom[w], start, stop)
         self.waste[:] = 0
 
     def forward(self, worker, P, a, batch, shift, inv_sqrt_m, fired_ptr, fired_rows, f, counters) -> int:
@@ -86,7 +81,7 @@ class FiredTree:
         """
         stats = self._stats[worker]
         nnz = TK.tree_forward(
-            P, self.bounds, self.block, self.slack, a, batch, shift, inv_sqrt_m, fired_ptr, fired_rows, f,
+            P, self.bounds, self.off, self.start, self.slack, a, batch, shift, inv_sqrt_m, fired_ptr, fired_rows, f,
             self._frontier[worker], self.waste, self.headroom[worker], stats,
         )  # fmt: skip
         if nnz <= fired_rows.size:
@@ -103,7 +98,7 @@ class FiredTree:
         start, stop = self.ranges[worker]
         counts = self._counts[worker]
         touched = TK.fold_and_raise(
-            P, self.bounds, self.block, log.g_rows, log.row_ptr, log.owner, log.coef, slots, start, stop,
+            P, self.bounds, self.off, log.g_rows, log.row_ptr, log.owner, log.coef, slots, start, stop,
             self.headroom[worker], self.slack, counts,
         )  # fmt: skip
         counters["tree_rows_raised"] = counters.get("tree_rows_raised", 0) + int(counts[0])
@@ -112,7 +107,7 @@ class FiredTree:
     def query(self, P, j: int, threshold: float, worker: int = 0) -> np.ndarray:
         """The neurons r with P[r, j] > threshold, ascending (int64)."""
         out = np.zeros(P.shape[0], dtype=np.int64)
-        end, _ = TK.query(P, self.bounds, self.block, j, threshold, out, 0, self._frontier[worker])
+        end, _ = TK.query(P, self.bounds, self.off, self.start, j, threshold, out, 0, self._frontier[worker])
         return out[:end]
 
 
@@ -124,30 +119,33 @@ class FiredTree:
 #       records on average: a sweep of each (t_sweep per row) and a random update of a
 #       buffer row per fired pair (t_read, the price of a random read);
 # tree: B queries of expected_reads(m, Φ̄) reads at t_read each; keeping the tree valid for
-#       the rows a fold rewrites (t_maint per entry: the fused fold's extra time over the
-#       plain one); and folding every record on its own (window 1): rows that several
-#       records of a window touch are then rewritten once per record, not once per window.
+#       the rows a fold rewrites (t_row per row: the fused fold's extra time over the plain
+#       one, plus, for the RAISED share of them whose headroom ran out, t_raise per column);
+#       and folding every record on its own (window 1): rows that several records of a
+#       window touch are then rewritten once per record, not once per window.
 # The Gram rows and the coefficients cost the same either way. The unit costs are measured
 # once per process on P of 1, 16 and 64 MiB (in L2, in the last-level cache, beyond it)
 # and interpolated in log(size of P).
-_MARGIN = 0.75
+_MARGIN = 0.85
+RAISED = 0.03  # share of the rows a fold rewrites whose bounds are raised: 0.7-3 % in benchmarks/bench_tree.py
 _CALIBRATION: list | None = None
 _SIZES = (2**12, 2**16, 2**18)  # rows of the calibration P, n = 64 float32: 1, 16 and 64 MiB
 _N, _B, _FRACTION = 64, 16, 0.003
 
 
-def expected_reads(m: int, fraction: float, block: int = BLOCK) -> float:
+def expected_reads(m: int, fraction: float, top: int = TOP) -> float:
     """Reads of a query on a tight tree when each of the m keys passes with probability ``fraction``.
 
-    A node is entered when one of its leaves passes: level l holds 2^l nodes of m / 2^l leaves.
+    The level scanned whole, in lines; then a node of level l >= 1 (16^l keys) is entered when
+    one of its keys passes; then every passing key is confirmed (see ``tight_visits``).
     """
-    M = tree_rows(m, block) // 2
+    off, start = TK.layout(m), TK.start_level(m, top)
     miss = max(0.0, 1.0 - fraction)
-    reads, width = 1.0, 1
-    while width < M:
-        reads += 2 * width * (1.0 - miss ** (m / width))
-        width *= 2
-    return reads + M * block * (1.0 - miss ** min(block, m))
+    reads, size, keys = (off[start + 1] - off[start]) / TK.FANOUT, max(1, m), 1
+    for _ in range(start):
+        size, keys = -(-size // TK.FANOUT), keys * TK.FANOUT
+        reads += size * (1.0 - miss ** min(keys, m))
+    return float(reads + m * fraction)
 
 
 def _lines(n: int, batch: int, itemsize: int) -> float:
@@ -177,7 +175,7 @@ def predicted_seconds(m: int, fraction: float, n: int, batch: int, itemsize: int
     pending = (window - 1) / 2
     scan = m * per_row + pending * (m * unit("t_sweep", size) + rows * unit("t_read", size))
     reads = batch * expected_reads(m, fraction) * unit("t_read", size)
-    maintain = batch * m * fraction * n * itemsize / 4 * unit("t_maint", size)
+    maintain = rows * (unit("t_row", size) + RAISED * n * unit("t_raise", size))
     shared = rows - m * (1.0 - miss ** (batch * window)) / window  # rows per step a window folds only once
     refold = shared * 2 * max(1.0, n * itemsize / 64) * unit("t_line", size)
     return {"scan": scan, "tree": reads + maintain + refold}
@@ -243,8 +241,8 @@ def _measure(m: int) -> dict:
     batches = iter(columns.reshape(3, _B))  # each repeat queries other columns
 
     def queries():
-        TK.tree_forward(P, tree.bounds, tree.block, tree.slack, a, next(batches), shift, 1.0, fired_ptr, fired_rows,
-                        f, tree._frontier[0], waste, tree.headroom[0], stats)  # fmt: skip
+        TK.tree_forward(P, tree.bounds, tree.off, tree.start, tree.slack, a, next(batches), shift, 1.0, fired_ptr,
+                        fired_rows, f, tree._frontier[0], waste, tree.headroom[0], stats)  # fmt: skip
         reads.append(int(stats[0]))
 
     t_read = _best(queries) / max(1, min(reads))
@@ -253,10 +251,19 @@ def _measure(m: int) -> dict:
     row_ptr = np.concatenate([[0], np.cumsum(pairs)])[None]  # (1, m + 1)
     nnz = int(row_ptr[0, -1])
     g_rows = rng.standard_normal((1, 1, _N)).astype(np.float32)
-    owner, coef = np.zeros((1, nnz + 1), np.int64), (1e-3 * rng.standard_normal((1, nnz + 1))).astype(np.float32)
-    slot, spent = np.zeros(1, np.int64), np.zeros(2, np.int64)
-    plain = _best(lambda: K.fold_records(P, g_rows, row_ptr, owner, coef, slot, 0, _N))
-    fused = _best(lambda: TK.fold_and_raise(P, tree.bounds, tree.block, g_rows, row_ptr, owner, coef, slot, 0, _N,
-                                            tree.headroom[0], tree.slack, spent))  # fmt: skip
-    t_maint = max(fused - plain, 0.01 * plain) / (max(1, nnz) * _N)
-    return {"t_line": t_line, "t_key": t_key, "t_sweep": sweep / m, "t_read": t_read, "t_maint": t_maint}
+    owner, slot, spent = np.zeros((1, nnz + 1), np.int64), np.zeros(1, np.int64), np.zeros(2, np.int64)
+    seconds = {}
+    for name, scale in (("spend", 1e-6), ("raise", 1.0)):  # within every headroom; past every one
+        coef = (scale * rng.standard_normal((1, nnz + 1))).astype(np.float32)
+        plain = fused = math.inf
+        for _ in range(3):  # each after a build: fresh headroom (a raise buys room for the next folds)
+            tree.build(P)
+            plain = min(plain, _best(lambda coef=coef: K.fold_records(P, g_rows, row_ptr, owner, coef, slot, 0, _N), 1))
+            tree.build(P)
+            fused = min(fused, _best(lambda coef=coef: TK.fold_and_raise(
+                P, tree.bounds, tree.off, g_rows, row_ptr, owner, coef, slot, 0, _N, tree.headroom[0], tree.slack,
+                spent), 1))  # fmt: skip
+        seconds[name] = max(fused - plain, 0.01 * plain) / max(1, nnz)
+    t_raise = max(seconds["raise"] - seconds["spend"], 0.01 * seconds["spend"]) / _N
+    return {"t_line": t_line, "t_key": t_key, "t_sweep": sweep / m, "t_read": t_read, "t_row": seconds["spend"],
+            "t_raise": t_raise}  # fmt: skip
