@@ -48,7 +48,7 @@ _JIT = dict(nopython=True, nogil=True, cache=True)
 
 FANOUT = 16  # children per node: 16 float32 bounds fill one 64-byte cache line
 LIFT = 16.0  # a raise buys headroom for about this many more increases of the same size
-AHEAD = 16  # nodes whose line a query prefetches ahead of the one it reads
+AHEAD = 32  # nodes whose line a query prefetches ahead of the one it reads
 
 
 def layout(m: int) -> np.ndarray:
@@ -192,14 +192,58 @@ def tight_visits(k, m, off, start):
     return reads + k
 
 
+@intrinsic
+def _children_intrinsic(typingctx, col, start, threshold):
+    """Bit c set when col[start + c] > threshold, c < 16: one vector compare (col 1-D contiguous)."""
+    sig = types.uint32(col, start, threshold)
+
+    def codegen(context, builder, signature, args):
+        aryty, _, thrty = signature.args
+        ary = context.make_array(aryty)(context, builder, args[0])
+        element = context.get_value_type(aryty.dtype)
+        vector = ir.VectorType(element, FANOUT)
+        pointer = builder.bitcast(builder.gep(ary.data, [args[1]]), vector.as_pointer())
+        values = builder.load(pointer, align=aryty.dtype.bitwidth // 8)
+        double = ir.DoubleType()
+        if element != double:
+            values = builder.fpext(values, ir.VectorType(double, FANOUT))
+        limit = context.cast(builder, args[2], thrty, types.float64)
+        lanes = ir.VectorType(double, FANOUT)
+        splat = builder.insert_element(ir.Constant(lanes, None), limit, ir.Constant(ir.IntType(32), 0))
+        splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(ir.IntType(32), FANOUT), [0] * FANOUT))
+        above = builder.fcmp_ordered(">", values, splat)  # as the scalar `>`: NaN never passes
+        bits = builder.bitcast(above, ir.IntType(FANOUT))
+        return builder.zext(bits, ir.IntType(32))
+
+    return sig, codegen
+
+
+@nb.jit(**_JIT)
+def _children_scalar(col, start, threshold):
+    mask = np.uint32(0)
+    for c in range(FANOUT):
+        if col[start + c] > threshold:
+            mask |= np.uint32(1) << np.uint32(c)
+    return mask
+
+
+@nb.jit(nopython=True)
+def _children_probe(col):
+    return _children_intrinsic(col, 0, 0.5) == _children_scalar(col, 0, 0.5)
+
+
+try:  # as for the prefetch: a numba/LLVM without it compares one child at a time
+    if not (_children_probe(np.arange(FANOUT, dtype=np.float32) % 3 - 0.2) and _children_probe(np.ones(FANOUT))):
+        raise ValueError("the vector compare disagrees with the scalar one")
+    _compare16 = _children_intrinsic
+except Exception:  # pragma: no cover - depends on the installed LLVM
+    _compare16 = _children_scalar
+
+
 @nb.jit(**_JIT)
 def _children(col, base, i, threshold):
     """Bit c set when child c of node i (its entries start at col[base + 16 i]) exceeds threshold."""
-    mask = np.uint32(0)
-    b = base + FANOUT * i
-    for c in range(FANOUT):
-        mask |= np.uint32(col[b + c] > threshold) << np.uint32(c)
-    return mask
+    return _compare16(col, base + FANOUT * i, threshold)
 
 
 @nb.jit(**_JIT)
@@ -285,7 +329,12 @@ def tree_forward(P, tree, off, start, slack, a, batch, shift, inv_sqrt_m, fired_
         end, reads = query(P, tree, off, start, j, shift, fired_rows, t, frontier)
         for c in range(C):
             f[i, c] = 0.0
-        for s in range(t, min(end, cap)):
+        last = min(end, cap)
+        for s in range(t, min(t + AHEAD, last)):
+            prefetch(a[fired_rows[s]], 0)
+        for s in range(t, last):
+            if s + AHEAD < last:
+                prefetch(a[fired_rows[s + AHEAD]], 0)
             r = fired_rows[s]
             z = P[r, j] - shift
             for c in range(C):
