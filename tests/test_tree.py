@@ -119,6 +119,19 @@ def test_edge_cases_one_neuron_all_fired_none_fired_ties():
     assert _query(P, tree, off, 1, 3.0, top=4096)[1] == off[1] // 16  # from level 0: its lines, scanned
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_the_vector_compare_of_16_children_matches_the_scalar_one(dtype):
+    rng = np.random.default_rng(3)
+    special = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0, np.nextafter(1.0, 2.0), np.nextafter(1.0, 0.0)])
+    for _ in range(200):
+        col = rng.choice(np.concatenate([special, rng.standard_normal(8)]), size=48).astype(dtype)
+        start = int(rng.integers(0, 33))  # unaligned starts too
+        for t in (*special[1:], float(col[start]), 0.5, -3):
+            expected = sum(1 << c for c in range(16) if col[start + c] > t)
+            assert TK._children(col, start, 0, t) == expected  # the compare queries use
+            assert TK._children_scalar(col, start, t) == expected
+
+
 def test_a_query_enters_only_nodes_above_the_threshold():
     m = 16**4
     P = np.zeros((m, 1), np.float32)

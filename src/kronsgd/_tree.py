@@ -126,7 +126,7 @@ class FiredTree:
 # The Gram rows and the coefficients cost the same either way. The unit costs are measured
 # once per process on P of 1, 16 and 64 MiB (in L2, in the last-level cache, beyond it)
 # and interpolated in log(size of P).
-_MARGIN = 0.85
+_MARGIN = 1.0  # no lean: near the crossover the predicted differences are within ~0.1 ms of the measured
 RAISED = 0.03  # share of the rows a fold rewrites whose bounds are raised: 0.7-3 % in benchmarks/bench_tree.py
 _CALIBRATION: list | None = None
 _SIZES = (2**12, 2**16, 2**18)  # rows of the calibration P, n = 64 float32: 1, 16 and 64 MiB
@@ -182,10 +182,10 @@ def predicted_seconds(m: int, fraction: float, n: int, batch: int, itemsize: int
 
 
 def predict_fired(m: int, fraction: float, n: int, batch: int, itemsize: int, window: int = 8) -> str:
-    """"tree" when its predicted part of a step is at most _MARGIN of the scan's, else "scan".
+    """"tree" when its predicted part of a step is at most _MARGIN times the scan's, else "scan".
 
-    The margin leans to the scan, which needs no extra memory and keeps its window: near the
-    crossover the prediction errs by about that much (benchmarks/bench_tree.py).
+    Near the crossover both methods take about as long, so a wrong pick there costs little
+    (benchmarks/bench_tree.py prints the predictions next to the measured steps).
     """
     seconds = predicted_seconds(m, fraction, n, batch, itemsize, window)
     return "tree" if seconds["tree"] <= _MARGIN * seconds["scan"] else "scan"
