@@ -1,16 +1,20 @@
 """Where the AsynchronousTree beats the scan: queries, maintenance and whole steps, over m and Φ̄.
 
 For m = 2^10 .. 2^20 (powers of 4) and fire fractions from the default Φ̄(sqrt(0.4 ln m))
-down to 0.1% (the shift set to reach them), with n = 64 points (P is m · n · 4 bytes):
+down to 0.1% (and 0.01% for m >= 2^18; the shift set to reach them), with n = 64 points
+(P is m · n · 4 bytes):
 
-* queries (P ~ N(0, 1), float32): one column's fired set and outputs by the tree
-  (``tree_forward``), by the engine's scan kernel (``forward_batch``) on a contiguous copy
-  of the column (copied outside the timer), by NumPy (``flatnonzero(col > b)``) on that copy,
-  and by the scan kernel on the strided column of P, which is what a step's gather reads.
-  "cold": a 64 MiB read evicts the caches before each call; "warm": the call repeated. Also
-  the reads (cache-line-sized: 16 bounds of an entered node, or a key confirmed) per
-  reported neuron, and the floor of each side on this machine: the scan's bytes at the
-  measured streaming rate, the query's lines at the measured rate of independent random lines;
+* queries (P ~ N(0, 1), float32), each from cold caches (a 64 MiB read evicts them first):
+  the fired set alone by the tree (``query``, "query µs") and by NumPy
+  (``flatnonzero(col > b)``) on a contiguous copy of the column (copied outside the timer);
+  the fired set and the outputs by the tree (``tree_forward``, "tree µs") and by the
+  engine's scan kernel (``forward_batch``) on the contiguous copy ("scan µs") and on the
+  strided column of P ("strided µs"), which is what a step's gather reads. Also the reads
+  (cache-line-sized: 16 bounds of an entered node, or a key confirmed) per reported neuron,
+  and what this machine allows: "lines µs" is the time to fetch as many independent random
+  cache lines of a 256 MiB array, from the same cold caches, as the query reads; "ideal ×"
+  is the faster scan over the time to fetch just k such lines: what an index costing one
+  line per reported neuron and nothing else would reach;
 * steps: KronSGD with fired="scan" (its own window), "scan" with window 1, "tree" and "auto"
   on the same batches, in rounds: each trainer runs the round's chunk of steps in turn (the
   order rotates), so that the machine's load hits them alike; the median over rounds of the
@@ -68,13 +72,8 @@ def fractions_for(m: int, quick: bool) -> list[float]:
     return [default] + [f for f in lower if f < 0.9 * default]
 
 
-# ---- the machine's floors ------------------------------------------------------------------
-@numba.njit(cache=True)
-def _stream(words):
-    total = 0
-    for w in words:  # an integer sum: vectorised, bound by the read rate alone
-        total += w
-    return total
+# ---- what the machine allows ------------------------------------------------------------
+WORDS = np.ones(2**26, np.uint32)  # 256 MiB, the size of P at m = 2^20
 
 
 @numba.njit(cache=True)
@@ -85,20 +84,16 @@ def _random_lines(words, index):
     return total
 
 
-def machine_rates(rng) -> dict:
-    """Bytes/s of a streaming read of 256 MiB and seconds per independent random line in it (best of 5)."""
-    words = np.ones(2**26, np.uint32)
-    index = rng.integers(0, words.size // 16, size=2**16) * 16
-    stream = min(timed_once(lambda: _stream(words)) for _ in range(5))
-    lines = min(timed_once(lambda: _random_lines(words, index)) for _ in range(5))
-    return {"stream_bytes_per_s": words.nbytes / stream, "random_line_s": lines / index.size}
-
-
-def timed_once(call) -> float:
-    cold()
-    started = time.perf_counter()
-    call()
-    return time.perf_counter() - started
+def random_lines_us(count: int, rng, repeats: int = 9) -> float:
+    """Median µs to fetch ``count`` random cache lines of WORDS, each run from cold caches."""
+    index = rng.integers(0, WORDS.size // 16, size=max(1, int(round(count)))) * 16
+    times = []
+    for _ in range(repeats):
+        cold()
+        started = time.perf_counter()
+        _random_lines(WORDS, index)
+        times.append(time.perf_counter() - started)
+    return median_us(times)
 
 
 # ---- queries ---------------------------------------------------------------------------
@@ -134,6 +129,8 @@ def bench_queries(P: np.ndarray, fraction: float, args, rng) -> dict:
             one = np.array([j], np.int64)
             timed("tree", query(one), warm=True)
             reads, reported = reads + int(stats[0]), reported + int(stats[1])
+            timed("query", lambda j=j: TK.query(P, tree.bounds, tree.off, tree.start, j, shift, fired_rows, 0,
+                                                frontier))  # the fired set alone
             timed("scan_contiguous", scan(col, np.zeros(1, np.int64)), warm=True)
             timed("scan_numpy", lambda col=col: np.flatnonzero(col[:, 0] > shift), True)
             timed("scan_strided", scan(P, one))
@@ -143,9 +140,10 @@ def bench_queries(P: np.ndarray, fraction: float, args, rng) -> dict:
     row["x_contiguous"] = row["scan_contiguous_us"] / row["tree_us"]
     row["x_numpy"] = row["scan_numpy_us"] / row["tree_us"]
     row["x_best_scan"] = min(row["scan_contiguous_us"], row["scan_numpy_us"]) / row["tree_us"]
-    row["scan_floor_us"] = 1e6 * m * P.itemsize / args.stream_bytes_per_s
-    row["tree_floor_us"] = 1e6 * reads / (args.repeats * args.columns) * args.random_line_s
-    row["x_floor"] = row["scan_floor_us"] / row["tree_floor_us"]
+    row["x_query_numpy"] = row["scan_numpy_us"] / row["query_us"]  # the fired set alone, both sides
+    row["lines_us"] = random_lines_us(reads / (args.repeats * args.columns), rng)
+    row["k_lines_us"] = random_lines_us(row["k"], rng)
+    row["x_ideal"] = min(row["scan_contiguous_us"], row["scan_numpy_us"]) / row["k_lines_us"]
     row["x_strided"] = row["scan_strided_us"] / row["tree_us"]
     return row
 
@@ -219,12 +217,13 @@ def bench_steps(m, fraction, args, rng) -> dict:
 # ---- report ----------------------------------------------------------------------------
 COLUMNS = [  # (header, key, format)
     ("m", "m", "d"), ("Φ̄ %", "fraction_pct", ".2f"), ("k", "k", ".0f"), ("lines/k", "reads_per_reported", ".1f"),
-    ("tree µs", "tree_us", ".0f"), ("scan µs", "scan_contiguous_us", ".0f"), ("numpy µs", "scan_numpy_us", ".0f"),
-    ("strided µs", "scan_strided_us", ".0f"), ("×best", "x_best_scan", ".1f"), ("×strided", "x_strided", ".1f"),
-    ("floor ×", "x_floor", ".1f"), ("fold ms", "fold_ms", ".2f"), ("maint ms", "maintenance_ms", ".2f"),
+    ("query µs", "query_us", ".0f"), ("numpy µs", "scan_numpy_us", ".0f"), ("×numpy", "x_query_numpy", ".1f"),
+    ("tree µs", "tree_us", ".0f"), ("scan µs", "scan_contiguous_us", ".0f"), ("×scan", "x_contiguous", ".1f"),
+    ("strided µs", "scan_strided_us", ".0f"), ("×strided", "x_strided", ".1f"),
+    ("lines µs", "lines_us", ".0f"), ("ideal ×", "x_ideal", ".1f"),
+    ("fold ms", "fold_ms", ".2f"), ("maint ms", "maintenance_ms", ".2f"),
     ("scan ms", "scan_ms", ".2f"), ("scan w1 ms", "scan_w1_ms", ".2f"), ("tree ms", "tree_ms", ".2f"),
-    ("auto", "auto_choice", "s"),
-    ("auto ms", "auto_ms", ".2f"), ("auto/best", "auto_choice_vs_best", ".2f"),
+    ("auto", "auto_choice", "s"), ("auto ms", "auto_ms", ".2f"), ("auto/best", "auto_choice_vs_best", ".2f"),
 ]
 
 
@@ -259,9 +258,6 @@ def main(argv=None) -> int:
     calibration_started = time.perf_counter()
     calibration = T.calibration()
     calibration_s = time.perf_counter() - calibration_started
-    rates = machine_rates(rng)
-    args.stream_bytes_per_s, args.random_line_s = rates["stream_bytes_per_s"], rates["random_line_s"]
-    log(f"streaming read {args.stream_bytes_per_s / 1e9:.1f} GB/s, random line {1e9 * args.random_line_s:.1f} ns")
     rows = []
     for log2m in args.log2m:
         m = 2**log2m
@@ -284,9 +280,8 @@ def main(argv=None) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2, default=float))
     print(table(rows))
-    print(f"streaming read {args.stream_bytes_per_s / 1e9:.1f} GB/s, independent random line "
-          f"{1e9 * args.random_line_s:.1f} ns (floor × = the scan's bytes at that rate / the query's lines at "
-          "this one)")  # fmt: skip
+    print("lines µs: as many random cache lines as a query reads, fetched from cold caches; ideal ×: the best "
+          "scan over k such lines (one per reported neuron, nothing else)")  # fmt: skip
     print(f"load average {load_start:.1f} at start, {out['machine']['loadavg_1min_end']:.1f} at end; "
           f"calibration {calibration_s:.2f} s; written {args.out}")  # fmt: skip
     return 0
