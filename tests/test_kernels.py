@@ -69,13 +69,16 @@ def _records(P, a, G, y, batches, shift, dtype):
     row_ptr = np.zeros((len(batches), m + 1), np.int64)
     owner = np.zeros((len(batches), m * B + 1), np.int64)
     coef = np.zeros((len(batches), m * B + 1), dtype)
+    touched = np.full((len(batches), m * B + 1), -1, np.int64)
+    n_touched = np.zeros(len(batches), np.int64)
     fired_all = []
     for k, batch in enumerate(batches):
         fired_ptr, fired_rows, coefs, _, nnz = _record(P, a, batch, y, shift, 0.5, dtype)
-        touched = K.group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr[k], owner[k], coef[k])
-        assert touched == np.unique(fired_rows[:nnz]).size
+        n_touched[k] = K.group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr[k], owner[k], coef[k], touched[k])
+        np.testing.assert_array_equal(touched[k, : n_touched[k]], np.unique(fired_rows[:nnz]))
         g_rows[k, : batch.size] = G[batch]
         fired_all.append((fired_ptr, fired_rows, coefs))
+    _records.touched = (touched, n_touched)  # the rows each record touches, for folds that visit only those
     return g_rows, row_ptr, owner, coef, fired_all
 
 
@@ -105,12 +108,34 @@ def test_folding_records_together_or_one_by_one_gives_the_same_bits(dtype):
     rng = np.random.default_rng(6)
     batches = [rng.choice(n, size=s, replace=False) for s in (7, 3, 9, 1)]
     g_rows, row_ptr, owner, coef, _ = _records(P, a, G, y, batches, 0.1, dtype)
-    together, one_by_one = P.copy(), P.copy()
+    lists = _records.touched
+    together, one_by_one, visiting = P.copy(), P.copy(), P.copy()
     touched = K.fold_records(together, g_rows, row_ptr, owner, coef, np.arange(len(batches)), 0, n)
     for k in range(len(batches)):
         K.fold_records(one_by_one, g_rows, row_ptr, owner, coef, np.array([k]), 0, n)
+    visited = K.fold_records(visiting, g_rows, row_ptr, owner, coef, np.arange(len(batches)), 0, n, *lists)
     np.testing.assert_array_equal(together, one_by_one)
-    assert touched == np.count_nonzero(np.any(together != P, axis=1))
+    np.testing.assert_array_equal(visiting, together)  # only the touched rows visited: the same bits
+    assert touched == visited == np.count_nonzero(np.any(together != P, axis=1))
+
+
+def test_a_fold_over_the_touched_lists_merges_slots_in_ring_order():
+    m, n = 60, 12
+    P, a, G, _, y = _state(m, n, 1, 2, np.float64, seed=9)
+    rng = np.random.default_rng(10)
+    batches = [rng.choice(n, size=s, replace=False) for s in (4, 6, 2)]
+    g_rows, row_ptr, owner, coef, _ = _records(P, a, G, y, batches, 0.1, np.float64)
+    touched, n_touched = _records.touched
+    slots = np.array([1, 2, 0])  # records 1, 2, 0 in that order, as a ring hands them out after a wrap
+    swept, visited = P.copy(), P.copy()
+    assert K.fold_records(swept, g_rows, row_ptr, owner, coef, slots, 0, n) == K.fold_records(
+        visited, g_rows, row_ptr, owner, coef, slots, 0, n, touched, n_touched
+    )
+    np.testing.assert_array_equal(visited, swept)
+    empty = np.zeros(3, np.int64)  # lists that say no row is touched: nothing is visited, nothing changes
+    untouched = P.copy()
+    assert K.fold_records(untouched, g_rows, row_ptr, owner, coef, slots, 0, n, touched, empty) == 0
+    np.testing.assert_array_equal(untouched, P)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

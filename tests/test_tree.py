@@ -152,9 +152,10 @@ def _record(P, a, G, y, batch, shift, dtype, slots=1):
     K.coefficients(a, f - y[batch], fired_ptr, fired_rows, -0.7 / np.sqrt(m), coefs)
     g_rows, row_ptr = np.zeros((slots, B, n), dtype), np.zeros((slots, m + 1), np.int64)
     owner, coef = np.zeros((slots, m * B + 1), np.int64), np.zeros((slots, m * B + 1), dtype)
-    K.group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr[0], owner[0], coef[0])
+    touched, n_touched = np.zeros((slots, m * B + 1), np.int64), np.zeros(slots, np.int64)
+    n_touched[0] = K.group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr[0], owner[0], coef[0], touched[0])
     g_rows[0] = G[batch]
-    return g_rows, row_ptr, owner, coef
+    return (g_rows, row_ptr, owner, coef), (touched, n_touched)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -165,11 +166,11 @@ def test_fold_and_raise_adds_exactly_what_fold_records_adds(dtype, m):
     P = rng.standard_normal((m, n)).astype(dtype)
     a, G = rng.choice([-1.0, 1.0], size=(m, 2)), rng.standard_normal((n, n)).astype(dtype)
     y = 3 * rng.standard_normal((n, 2))
-    record = _record(P, a, G, y, rng.choice(n, size=5, replace=False), 0.3, dtype)
+    record, lists = _record(P, a, G, y, rng.choice(n, size=5, replace=False), 0.3, dtype)
     (tree, off), headroom, counts = _tree(P), np.zeros(m), np.zeros(2, np.int64)
     TK.headroom_of(P, tree, headroom, 4, 15)
     folded, reference = P.copy(), P.copy()
-    touched = TK.fold_and_raise(folded, tree, off, *record, np.arange(1), 4, 15, headroom, 0.05, counts)
+    touched = TK.fold_and_raise(folded, tree, off, *record, np.arange(1), 4, 15, headroom, 0.05, counts, *lists)
     assert touched == K.fold_records(reference, *record, np.arange(1), 4, 15) == counts.sum()
     np.testing.assert_array_equal(folded, reference)
     assert naive.bounds_are_upper(folded, tree, off)
@@ -211,7 +212,9 @@ def test_folds_spend_or_renew_headroom_and_keep_every_query_exact(case):
     reference = P.copy()
     raised = 0
     for rec in recs:
-        touched = TK.fold_and_raise(P, tree, off, *rec, np.zeros(1, np.int64), col0, col1, headroom, slack, counts)
+        touched = TK.fold_and_raise(
+            P, tree, off, *rec, np.zeros(1, np.int64), col0, col1, headroom, slack, counts, None, None
+        )  # every row swept (the trainer passes the touched lists: tests/test_kernels.py checks both agree)
         assert touched == K.fold_records(reference, *rec, np.zeros(1, np.int64), col0, col1) == counts.sum()
         raised += counts[0]
         np.testing.assert_array_equal(P, reference)

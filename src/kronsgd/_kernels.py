@@ -74,11 +74,12 @@ def coefficients(a, residual, fired_ptr, fired_rows, scale, coefs):
 
 
 @nb.jit(**_JIT)
-def group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr, entry_owner, entry_coef):
+def group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr, entry_owner, entry_coef, touched_rows):
     """Counting sort of the fired pairs by neuron: row r's pairs are entries row_ptr[r]:row_ptr[r+1].
 
     Within a row, pairs keep batch order. entry_owner holds the batch position i and
-    entry_coef the coefficient of each pair. Returns the number of distinct rows touched.
+    entry_coef the coefficient of each pair; touched_rows (>= nnz) receives the rows that
+    have pairs, ascending, so that folds visit only those. Returns their number.
     """
     for r in range(m + 1):
         row_ptr[r] = 0
@@ -88,6 +89,7 @@ def group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr, entry_owner, entry_co
     touched = 0
     for r in range(m):
         if row_ptr[r + 1] > 0:
+            touched_rows[touched] = r
             touched += 1
         row_ptr[r + 1] += row_ptr[r]
     for i in range(fired_ptr.shape[0] - 1):
@@ -169,15 +171,33 @@ def fold_row(p, rows, gi, cc, count, col0, col1):
         t += 1
 
 
+@nb.jit(inline="always", **_JIT)
+def next_row(r, m, touched, n_touched, slots, pos):
+    """The row a fold visits after row r: r + 1 (every row, when touched is None), or the
+    smallest row past r in the touched lists of ``slots`` (touched (L, cap), n_touched (L,),
+    each ascending; pos (len(slots),) int64 tracks them). Returns m when there is none."""
+    if touched is None:
+        return r + 1
+    best = m
+    for q in range(slots.shape[0]):
+        k = slots[q]
+        while pos[q] < n_touched[k] and touched[k, pos[q]] <= r:
+            pos[q] += 1
+        if pos[q] < n_touched[k] and touched[k, pos[q]] < best:
+            best = touched[k, pos[q]]
+    return best
+
+
 @nb.jit(**_JIT)
-def fold_records(P, g_rows, row_ptr, owner, coef, slots, col0, col1):
+def fold_records(P, g_rows, row_ptr, owner, coef, slots, col0, col1, touched=None, n_touched=None):
     """Apply the update records in ``slots`` (in order) to P[:, col0:col1].
 
     P[r, j] += coef · g_rows[k, i, j] for every pair. Row by row: all the pairs of row r, from
     every record, are applied while that row of P is in cache, up to four per pass over the
     row, so each element is loaded and stored once per four pairs. Each entry still receives
     its additions one at a time, record by record in batch order: the bits do not depend on
-    how many records are folded at once. Returns the number of rows touched.
+    how many records are folded at once. With the records' touched-row lists (as written by
+    ``group_by_row``) only those rows are visited, not all m. Returns the number of rows touched.
     """
     m = P.shape[0]
     n = g_rows.shape[2]
@@ -185,14 +205,16 @@ def fold_records(P, g_rows, row_ptr, owner, coef, slots, col0, col1):
     per_record = g_rows.shape[1]
     gi = np.empty(slots.shape[0] * per_record + 1, dtype=np.int64)  # one row's pairs, flattened in order
     cc = np.empty(slots.shape[0] * per_record + 1, dtype=P.dtype)
-    touched = 0
-    for r in range(m):
+    pos = np.zeros(slots.shape[0], dtype=np.int64)
+    touched_count = 0
+    r = next_row(-1, m, touched, n_touched, slots, pos)
+    while r < m:
         count = row_pairs(row_ptr, owner, coef, slots, per_record, r, gi, cc)
-        if count == 0:
-            continue
-        touched += 1
-        fold_row(P[r, col0:col1], rows, gi, cc, count, col0, col1)  # a slice from 0: no wraparound checks inside
-    return touched
+        if count > 0:
+            touched_count += 1
+            fold_row(P[r, col0:col1], rows, gi, cc, count, col0, col1)  # a slice from 0: no wraparound checks
+        r = next_row(r, m, touched, n_touched, slots, pos)
+    return touched_count
 
 
 @nb.jit(**_JIT)

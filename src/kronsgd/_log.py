@@ -68,6 +68,8 @@ class UpdateLog:
         self.row_ptr = np.zeros((L, m + 1), dtype=np.int64)  # (L, m+1) row r's pairs: row_ptr[s, r]:row_ptr[s, r+1]
         self.owner = np.zeros((L, pair_cap), dtype=np.int64)  # (L, cap) batch position of each pair
         self.coef = np.zeros((L, pair_cap), dtype=self.dtype)  # (L, cap) coefficient of each pair
+        self.touched = np.zeros((L, pair_cap), dtype=np.int64)  # (L, cap) the rows with pairs, ascending
+        self.n_touched = np.zeros(L, dtype=np.int64)  # (L,) how many: folds visit only those rows
 
     def grow(self, batch_cap: int, pair_cap: int) -> None:
         """Enlarge the slots; only when every published record is folded everywhere and none is reserved."""
@@ -129,6 +131,7 @@ class UpdateLog:
         s = self.slot(seq)
         self.rec_size[s] = 0
         self.row_ptr[s] = 0
+        self.n_touched[s] = 0
         self.publish(seq, None)  # no staleness: it is no update
 
     def mark_folded(self, worker: int, upto: int) -> None:

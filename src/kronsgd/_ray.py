@@ -109,9 +109,11 @@ class ShardWorker:
             g = self.G[batch] if self.G is not None else self.data.gram(rows=batch, other=self.shard)  # (B, n_w)
             row_ptr = np.zeros((1, m + 1), dtype=np.int64)
             np.cumsum(np.bincount(rows, minlength=m), out=row_ptr[0, 1:])
+            touched = np.unique(rows).astype(np.int64)[None]  # (1, u) the rows with pairs, ascending
             K.fold_records(
                 self.P, g.astype(self.dtype).reshape(1, B, -1), row_ptr, owner.astype(np.int64)[None],
-                coef.astype(self.dtype)[None], np.zeros(1, dtype=np.int64), 0, self.P.shape[1],
+                coef.astype(self.dtype)[None], np.zeros(1, dtype=np.int64), 0, self.P.shape[1], touched,
+                np.array([touched.shape[1]]),
             )  # fmt: skip
             mine = (batch[owner] >= self.start) & (batch[owner] < self.stop)
             np.add.at(self.alpha, (rows[mine], batch[owner[mine]] - self.start), coef[mine].astype(self.dtype))
@@ -142,7 +144,7 @@ class ShardWorker:
                 f"Lower lr (now {e['lr']:g}) and start again."
             )
         row_ptr, owner, coef = np.zeros(m + 1, dtype=np.int64), np.zeros(nnz, np.int64), np.zeros(nnz, self.dtype)
-        K.group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr, owner, coef)
+        K.group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr, owner, coef, np.zeros(nnz, np.int64))
         rows = np.repeat(np.arange(m, dtype=np.int32), np.diff(row_ptr))
         return batch, rows, owner.astype(np.int32), coef
 

@@ -99,7 +99,7 @@ class FiredTree:
         counts = self._counts[worker]
         touched = TK.fold_and_raise(
             P, self.bounds, self.off, log.g_rows, log.row_ptr, log.owner, log.coef, slots, start, stop,
-            self.headroom[worker], self.slack, counts,
+            self.headroom[worker], self.slack, counts, log.touched, log.n_touched,
         )  # fmt: skip
         counters["tree_rows_raised"] = counters.get("tree_rows_raised", 0) + int(counts[0])
         return touched
@@ -250,6 +250,7 @@ def _measure(m: int) -> dict:
     pairs[rng.choice(m, size=max(1, m // 64), replace=False)] = 1
     row_ptr = np.concatenate([[0], np.cumsum(pairs)])[None]  # (1, m + 1)
     nnz = int(row_ptr[0, -1])
+    touched, n_touched = np.flatnonzero(pairs)[None], np.array([nnz])  # (1, nnz), (1,): the rows with a pair
     g_rows = rng.standard_normal((1, 1, _N)).astype(np.float32)
     owner, slot, spent = np.zeros((1, nnz + 1), np.int64), np.zeros(1, np.int64), np.zeros(2, np.int64)
     seconds = {}
@@ -258,11 +259,12 @@ def _measure(m: int) -> dict:
         plain = fused = math.inf
         for _ in range(3):  # each after a build: fresh headroom (a raise buys room for the next folds)
             tree.build(P)
-            plain = min(plain, _best(lambda coef=coef: K.fold_records(P, g_rows, row_ptr, owner, coef, slot, 0, _N), 1))
+            plain = min(plain, _best(lambda coef=coef: K.fold_records(P, g_rows, row_ptr, owner, coef, slot, 0, _N,
+                                                                      touched, n_touched), 1))  # fmt: skip
             tree.build(P)
             fused = min(fused, _best(lambda coef=coef: TK.fold_and_raise(
                 P, tree.bounds, tree.off, g_rows, row_ptr, owner, coef, slot, 0, _N, tree.headroom[0], tree.slack,
-                spent), 1))  # fmt: skip
+                spent, touched, n_touched), 1))  # fmt: skip
         seconds[name] = max(fused - plain, 0.01 * plain) / max(1, nnz)
     t_raise = max(seconds["raise"] - seconds["spend"], 0.01 * seconds["spend"]) / _N
     return {"t_line": t_line, "t_key": t_key, "t_sweep": sweep / m, "t_read": t_read, "t_row": seconds["spend"],

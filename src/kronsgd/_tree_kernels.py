@@ -416,13 +416,16 @@ def _largest_rise(p, old, eps, tiny):
 
 
 @nb.jit(**_JIT)
-def fold_and_raise(P, tree, off, g_rows, row_ptr, owner, coef, slots, col0, col1, headroom, slack, counts):
+def fold_and_raise(P, tree, off, g_rows, row_ptr, owner, coef, slots, col0, col1, headroom, slack, counts, touched,
+                   n_touched):  # fmt: skip
     """``_kernels.fold_records`` that keeps the tree valid in the same sweep, while each row is in cache.
 
     The additions to P are those of fold_records in the same order (identical bits). Then a
     touched row whose largest increase fits its headroom (m,) only spends headroom; another
     raises its bounds to key + lift and gets new headroom. counts (2,) int64 receives (rows
-    whose bounds were raised, rows that only spent headroom). Returns the rows touched.
+    whose bounds were raised, rows that only spent headroom). touched, n_touched: the
+    records' touched-row lists, or None for a sweep of all m rows (see fold_records).
+    Returns the rows touched.
     """
     m = P.shape[0]
     n = g_rows.shape[2]
@@ -436,12 +439,15 @@ def fold_and_raise(P, tree, off, g_rows, row_ptr, owner, coef, slots, col0, col1
     eps = 2.0**-22 if P.itemsize == 4 else 2.0**-50  # a difference's relative rounding, with room
     tiny = 2.0**-140 if P.itemsize == 4 else 1e-300
     counts[0] = counts[1] = 0
-    touched = 0
-    for r in range(m):
+    pos = np.zeros(slots.shape[0], dtype=np.int64)
+    r = -1
+    while True:
+        r = K.next_row(r, m, touched, n_touched, slots, pos)
+        if r >= m:
+            break
         count = K.row_pairs(row_ptr, owner, coef, slots, per_record, r, gi, cc)
         if count == 0:
             continue
-        touched += 1
         p = P[r, col0:col1]
         for j in range(w):  # (a loop: numba's slice assignment checks overlap and costs more than the fold)
             old[j] = p[j]
@@ -469,4 +475,4 @@ def fold_and_raise(P, tree, off, g_rows, row_ptr, owner, coef, slots, col0, col1
                 h = gap
         headroom[r] = h if h >= 0.0 else 0.0
         counts[0] += 1
-    return touched
+    return counts[0] + counts[1]

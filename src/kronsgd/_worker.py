@@ -133,8 +133,10 @@ class Worker:
             log.batch[s, :B] = batch
             log.rec_size[s] = B
             touched = K.group_by_row(
-                e.net.width, fired_ptr, self.fired_rows, self.coefs, log.row_ptr[s], log.owner[s], log.coef[s]
-            )
+                e.net.width, fired_ptr, self.fired_rows, self.coefs, log.row_ptr[s], log.owner[s], log.coef[s],
+                log.touched[s],
+            )  # fmt: skip
+            log.n_touched[s] = touched
             record = self._record(seq, batch, nnz) if log.records is not None else None
         except BaseException:
             log.publish_empty(seq)  # no hole in the log: the others never wait on this slot
@@ -168,7 +170,8 @@ class Worker:
         if pending.size:
             P, tree = self.engine._P, self.engine.tree
             if tree is None:
-                rows = K.fold_records(P, log.g_rows, log.row_ptr, log.owner, log.coef, pending, self.start, self.stop)
+                rows = K.fold_records(P, log.g_rows, log.row_ptr, log.owner, log.coef, pending, self.start, self.stop,
+                                      log.touched, log.n_touched)  # fmt: skip
             else:  # the same additions to P, and the tree kept valid in the same sweep
                 rows = tree.fold(self.id, P, log, pending, self.counters)
             self.counters["rows_folded"] += rows
