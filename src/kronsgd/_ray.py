@@ -21,6 +21,7 @@ from . import _kernels as K
 from ._errors import DivergenceError, ValidationError
 from ._log import Record
 from ._random import BatchSampler
+from ._worker import step_coefficients
 
 DONE, STALE = -1, -2  # answers of OrderingLog.append besides a sequence number
 
@@ -134,11 +135,12 @@ class ShardWorker:
         fired_ptr, fired_rows = np.zeros(B + 1, dtype=np.int64), np.zeros(m * B, dtype=np.int64)
         f = np.zeros((B, self.a.shape[1]))
         nnz = K.forward_batch(cols, self.a, np.arange(B), self.shift, self.inv_sqrt_m, fired_ptr, fired_rows, f)
-        residual = f - self.y[batch]  # (B, C)
-        batch_loss = 0.5 * float(np.sum(residual * residual))
         coefs = np.zeros(nnz, dtype=self.dtype)
-        growth = K.coefficients(self.a, residual, fired_ptr, fired_rows, -e["lr"] * self.inv_sqrt_m, coefs)
-        if not (np.isfinite(batch_loss) and growth * e["gram_bound"] < 0.25 * np.finfo(self.dtype).max):
+        batch_loss, diverged = step_coefficients(
+            self.a, f, self.y[batch], fired_ptr, fired_rows, -e["lr"] * self.inv_sqrt_m, e["gram_bound"], self.dtype,
+            coefs,
+        )  # fmt: skip
+        if diverged:
             raise DivergenceError(
                 f"training diverged: the batch loss is {batch_loss:.3g} on worker {self.wid}. "
                 f"Lower lr (now {e['lr']:g}) and start again."

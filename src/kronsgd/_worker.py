@@ -18,6 +18,21 @@ from . import _kernels as K
 from ._log import Record
 
 
+def step_coefficients(a, f, y_batch, fired_ptr, fired_rows, step, gram_bound, dtype, coefs) -> tuple[float, bool]:
+    """The batch loss and the SGD coefficients of one step from its outputs; the one rule of both engines.
+
+    f (B, C) the outputs, y_batch (B, C) the targets, step = -lr / sqrt(m); coefs receives one
+    coefficient per fired pair. Returns (batch loss, diverged): diverged when the loss is not
+    finite or when the coefficients, times the largest Gram entry, could overflow P's dtype.
+    """
+    residual = f - y_batch  # (B, C)
+    batch_loss = 0.5 * float(np.sum(residual * residual))
+    if not np.isfinite(batch_loss):
+        return batch_loss, True
+    growth = K.coefficients(a, residual, fired_ptr, fired_rows, step, coefs)
+    return batch_loss, not growth * gram_bound < 0.25 * np.finfo(dtype).max
+
+
 class NeedsRoom(Exception):
     """An update does not fit the log's slots; the engine grows them and retries the step."""
 
@@ -100,14 +115,11 @@ class Worker:
         if nnz > self.fired_rows.size:
             self._allocate(self.local.size, 2 * nnz)
             self._fired_sets(batch, cols)
-        residual = self.f[:B] - e.y[batch]  # (B, C)
-        batch_loss = 0.5 * float(np.sum(residual * residual))
-        if not np.isfinite(batch_loss):
-            raise e._diverged(batch_loss, batch)
-        growth = K.coefficients(
-            e._a, residual, self.fired_ptr[: B + 1], self.fired_rows, -e.lr * e._inv_sqrt_m, self.coefs
-        )
-        if not growth * e._gram_bound < 0.25 * np.finfo(e.dtype).max:
+        batch_loss, diverged = step_coefficients(
+            e._a, self.f[:B], e.y[batch], self.fired_ptr[: B + 1], self.fired_rows, -e.lr * e._inv_sqrt_m,
+            e._gram_bound, e.dtype, self.coefs,
+        )  # fmt: skip
+        if diverged:
             raise e._diverged(batch_loss, batch)
         return nnz
 
