@@ -6,7 +6,8 @@ down to 0.1% (and 0.01% for m >= 2^18; the shift set to reach them), with n = 64
 
 * queries (P ~ N(0, 1), float32), each from cold caches (a 64 MiB read evicts them first):
   the fired set alone by the tree (``query``, "query µs") and by NumPy
-  (``flatnonzero(col > b)``) on a contiguous copy of the column (copied outside the timer);
+  (``flatnonzero(col > b)``) on a contiguous copy of the column (copied outside the timer),
+  and their ratio when each call is repeated at once, its lines still cached ("warm ×");
   the fired set and the outputs by the tree (``tree_forward``, "tree µs") and by the
   engine's scan kernel (``forward_batch``) on the contiguous copy ("scan µs") and on the
   strided column of P ("strided µs"), which is what a step's gather reads. Also the reads
@@ -130,7 +131,7 @@ def bench_queries(P: np.ndarray, fraction: float, args, rng) -> dict:
             timed("tree", query(one), warm=True)
             reads, reported = reads + int(stats[0]), reported + int(stats[1])
             timed("query", lambda j=j: TK.query(P, tree.bounds, tree.off, tree.start, j, shift, fired_rows, 0,
-                                                frontier))  # the fired set alone
+                                                frontier), warm=True)  # the fired set alone
             timed("scan_contiguous", scan(col, np.zeros(1, np.int64)), warm=True)
             timed("scan_numpy", lambda col=col: np.flatnonzero(col[:, 0] > shift), True)
             timed("scan_strided", scan(P, one))
@@ -141,6 +142,7 @@ def bench_queries(P: np.ndarray, fraction: float, args, rng) -> dict:
     row["x_numpy"] = row["scan_numpy_us"] / row["tree_us"]
     row["x_best_scan"] = min(row["scan_contiguous_us"], row["scan_numpy_us"]) / row["tree_us"]
     row["x_query_numpy"] = row["scan_numpy_us"] / row["query_us"]  # the fired set alone, both sides
+    row["x_query_numpy_warm"] = row["scan_numpy_warm_us"] / row["query_warm_us"]  # the same call again
     row["lines_us"] = random_lines_us(reads / (args.repeats * args.columns), rng)
     row["k_lines_us"] = random_lines_us(row["k"], rng)
     row["x_ideal"] = min(row["scan_contiguous_us"], row["scan_numpy_us"]) / row["k_lines_us"]
@@ -218,6 +220,7 @@ def bench_steps(m, fraction, args, rng) -> dict:
 COLUMNS = [  # (header, key, format)
     ("m", "m", "d"), ("Φ̄ %", "fraction_pct", ".2f"), ("k", "k", ".0f"), ("lines/k", "reads_per_reported", ".1f"),
     ("query µs", "query_us", ".0f"), ("numpy µs", "scan_numpy_us", ".0f"), ("×numpy", "x_query_numpy", ".1f"),
+    ("warm ×", "x_query_numpy_warm", ".1f"),
     ("tree µs", "tree_us", ".0f"), ("scan µs", "scan_contiguous_us", ".0f"), ("×scan", "x_contiguous", ".1f"),
     ("strided µs", "scan_strided_us", ".0f"), ("×strided", "x_strided", ".1f"),
     ("lines µs", "lines_us", ".0f"), ("ideal ×", "x_ideal", ".1f"),
