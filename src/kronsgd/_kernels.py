@@ -18,6 +18,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ._intrinsics import prefetch
+
 _JIT = dict(nopython=True, nogil=True, cache=True)
 
 
@@ -188,6 +190,36 @@ def next_row(r, m, touched, n_touched, slots, pos):
     return best
 
 
+AHEAD = 8  # touched rows whose lines a fold prefetches ahead of the one it folds
+
+
+@nb.jit(**_JIT)  # not inlined: its body in the fold's loop slowed every row down, prefetching or not
+def prefetch_rows_ahead(flat_P, n, touched, n_touched, slots, pos, col0, col1, flat_extra, extra_base):
+    """Prefetch P[r', col0:col1] and extra[extra_base + r'] for the row AHEAD places on in the
+    first slot's touched list (flat_P: P.reshape(-1), P (m, n); flat_extra 1-D; flat views
+    made once, since a view per row costs more than the prefetch saves).
+
+    Worth it when at least one row in 16 is touched (``dense_lists``): there the rows' misses
+    no longer overlap on their own (a fold of 150,000 of 2^20 rows took 14.5 ms without, 9 ms
+    with), while for sparse lists the calls cost more than they save.
+    """
+    k = slots[0]
+    q = pos[0] + AHEAD
+    if q < n_touched[k]:
+        r = touched[k, q]
+        for c in range(col0, col1, 16):  # 16 float32 per line; float64 rows get every other line
+            prefetch(flat_P, r * n + c)
+        prefetch(flat_extra, extra_base + r)
+
+
+@nb.jit(inline="always", **_JIT)
+def dense_lists(m, touched, n_touched, slots):
+    """True when the first slot's touched list holds at least one row in 16 (see prefetch_rows_ahead)."""
+    if touched is None:
+        return False  # a sweep of every row: the hardware prefetcher follows it
+    return 16 * n_touched[slots[0]] >= m
+
+
 @nb.jit(**_JIT)
 def fold_records(P, g_rows, row_ptr, owner, coef, slots, col0, col1, touched=None, n_touched=None):
     """Apply the update records in ``slots`` (in order) to P[:, col0:col1].
@@ -206,9 +238,13 @@ def fold_records(P, g_rows, row_ptr, owner, coef, slots, col0, col1, touched=Non
     gi = np.empty(slots.shape[0] * per_record + 1, dtype=np.int64)  # one row's pairs, flattened in order
     cc = np.empty(slots.shape[0] * per_record + 1, dtype=P.dtype)
     pos = np.zeros(slots.shape[0], dtype=np.int64)
+    flat_P, flat_ptr, base = P.reshape(-1), row_ptr.reshape(-1), slots[0] * row_ptr.shape[1]
+    dense = dense_lists(m, touched, n_touched, slots)
     touched_count = 0
     r = next_row(-1, m, touched, n_touched, slots, pos)
     while r < m:
+        if dense:
+            prefetch_rows_ahead(flat_P, P.shape[1], touched, n_touched, slots, pos, col0, col1, flat_ptr, base)
         count = row_pairs(row_ptr, owner, coef, slots, per_record, r, gi, cc)
         if count > 0:
             touched_count += 1

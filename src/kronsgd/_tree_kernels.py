@@ -37,17 +37,15 @@ from __future__ import annotations
 
 import numba as nb
 import numpy as np
-from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.cpython.unsafe.numbers import trailing_zeros
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from . import _kernels as K
+from ._intrinsics import FANOUT, compare16, prefetch
 
 _JIT = dict(nopython=True, nogil=True, cache=True)
 
-FANOUT = 16  # children per node: 16 float32 bounds fill one 64-byte cache line
 LIFT = 16.0  # a raise buys headroom for about this many more increases of the same size
 AHEAD = 32  # nodes whose line a query prefetches ahead of the one it reads
 
@@ -78,39 +76,6 @@ def empty_tree(n: int, m: int, dtype) -> np.ndarray:
     tree = raw[skip : skip + n * S * itemsize].view(dtype).reshape(n, S)
     tree.fill(-np.inf)
     return tree
-
-
-@intrinsic
-def _prefetch_intrinsic(typingctx, arr, idx):
-    """llvm.prefetch of &arr[idx] (1-D contiguous array): read, keep in all cache levels."""
-    sig = types.void(arr, idx)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        pointer = builder.bitcast(builder.gep(ary.data, [args[1]]), ir.IntType(8).as_pointer())
-        i32 = ir.IntType(32)
-        fnty = ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer(), i32, i32, i32])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
-        builder.call(fn, [pointer, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@nb.jit(nopython=True)
-def _prefetch_probe(a):
-    _prefetch_intrinsic(a, 0)
-    return a[0]
-
-
-try:  # a numba/LLVM that names the intrinsic otherwise gets no prefetch: slower, never wrong
-    _prefetch_probe(np.zeros(1))
-    prefetch = _prefetch_intrinsic
-except Exception:  # pragma: no cover - depends on the installed LLVM
-
-    @nb.jit(**_JIT)
-    def prefetch(arr, idx):
-        pass
 
 
 @nb.jit(**_JIT)
@@ -193,58 +158,10 @@ def tight_visits(k, m, off, start):
     return reads + k
 
 
-@intrinsic
-def _children_intrinsic(typingctx, col, start, threshold):
-    """Bit c set when col[start + c] > threshold, c < 16: one vector compare (col 1-D contiguous)."""
-    sig = types.uint32(col, start, threshold)
-
-    def codegen(context, builder, signature, args):
-        aryty, _, thrty = signature.args
-        ary = context.make_array(aryty)(context, builder, args[0])
-        element = context.get_value_type(aryty.dtype)
-        vector = ir.VectorType(element, FANOUT)
-        pointer = builder.bitcast(builder.gep(ary.data, [args[1]]), vector.as_pointer())
-        values = builder.load(pointer, align=aryty.dtype.bitwidth // 8)
-        double = ir.DoubleType()
-        if element != double:
-            values = builder.fpext(values, ir.VectorType(double, FANOUT))
-        limit = context.cast(builder, args[2], thrty, types.float64)
-        lanes = ir.VectorType(double, FANOUT)
-        splat = builder.insert_element(ir.Constant(lanes, None), limit, ir.Constant(ir.IntType(32), 0))
-        splat = builder.shuffle_vector(splat, splat, ir.Constant(ir.VectorType(ir.IntType(32), FANOUT), [0] * FANOUT))
-        above = builder.fcmp_ordered(">", values, splat)  # as the scalar `>`: NaN never passes
-        bits = builder.bitcast(above, ir.IntType(FANOUT))
-        return builder.zext(bits, ir.IntType(32))
-
-    return sig, codegen
-
-
-@nb.jit(**_JIT)
-def _children_scalar(col, start, threshold):
-    mask = np.uint32(0)
-    for c in range(FANOUT):
-        if col[start + c] > threshold:
-            mask |= np.uint32(1) << np.uint32(c)
-    return mask
-
-
-@nb.jit(nopython=True)
-def _children_probe(col):
-    return _children_intrinsic(col, 0, 0.5) == _children_scalar(col, 0, 0.5)
-
-
-try:  # as for the prefetch: a numba/LLVM without it compares one child at a time
-    if not (_children_probe(np.arange(FANOUT, dtype=np.float32) % 3 - 0.2) and _children_probe(np.ones(FANOUT))):
-        raise ValueError("the vector compare disagrees with the scalar one")
-    _compare16 = _children_intrinsic
-except Exception:  # pragma: no cover - depends on the installed LLVM
-    _compare16 = _children_scalar
-
-
 @nb.jit(**_JIT)
 def _children(col, base, i, threshold):
     """Bit c set when child c of node i (its entries start at col[base + 16 i]) exceeds threshold."""
-    return _compare16(col, base + FANOUT * i, threshold)
+    return compare16(col, base + FANOUT * i, threshold)
 
 
 @nb.jit(**_JIT)
@@ -440,11 +357,15 @@ def fold_and_raise(P, tree, off, g_rows, row_ptr, owner, coef, slots, col0, col1
     tiny = 2.0**-140 if P.itemsize == 4 else 1e-300
     counts[0] = counts[1] = 0
     pos = np.zeros(slots.shape[0], dtype=np.int64)
+    flat_P = P.reshape(-1)
+    dense = K.dense_lists(m, touched, n_touched, slots)
     r = -1
     while True:
         r = K.next_row(r, m, touched, n_touched, slots, pos)
         if r >= m:
             break
+        if dense:
+            K.prefetch_rows_ahead(flat_P, P.shape[1], touched, n_touched, slots, pos, col0, col1, headroom, 0)
         count = K.row_pairs(row_ptr, owner, coef, slots, per_record, r, gi, cc)
         if count == 0:
             continue
