@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 import naive
 from kronsgd import KroneckerData, KronSGD, MemoryBudgetError, TwoLayerNet, ValidationError
 from kronsgd import _kernels as K
+from kronsgd import _tree_fold as TF
 from kronsgd import _tree_kernels as TK
 from kronsgd._intrinsics import compare16_scalar
 from kronsgd._tree import FiredTree
@@ -82,7 +83,7 @@ def test_queries_are_exact_and_bounds_stay_upper_after_any_updates(case):
         P[rows, col0:col1] += delta  # increases and decreases
         expected = tree.copy()
         naive.raise_bounds(P, expected, off, rows, col0, col1)
-        TK.raise_bounds(P, tree, off, rows, col0, col1)
+        TF.raise_bounds(P, tree, off, rows, col0, col1)
         np.testing.assert_array_equal(tree, expected)
         assert naive.bounds_are_upper(P, tree, off)
     for j in range(P.shape[1]):
@@ -171,7 +172,7 @@ def test_fold_and_raise_adds_exactly_what_fold_records_adds(dtype, m):
     (tree, off), headroom, counts = _tree(P), np.zeros(m), np.zeros(2, np.int64)
     TK.headroom_of(P, tree, headroom, 4, 15)
     folded, reference = P.copy(), P.copy()
-    touched = TK.fold_and_raise(folded, tree, off, *record, np.arange(1), 4, 15, headroom, 0.05, counts, *lists)
+    touched = TF.fold_and_raise(folded, tree, off, *record, np.arange(1), 4, 15, headroom, 0.05, counts, *lists)
     assert touched == K.fold_records(reference, *record, np.arange(1), 4, 15) == counts.sum()
     np.testing.assert_array_equal(folded, reference)
     assert naive.bounds_are_upper(folded, tree, off)
@@ -211,13 +212,11 @@ def test_folds_spend_or_renew_headroom_and_keep_every_query_exact(case):
     np.testing.assert_array_equal(tree, naive.tree_bounds(P, off, slack))
     TK.headroom_of(P, tree, headroom, col0, col1)
     reference = P.copy()
-    raised = 0
     for rec in recs:
-        touched = TK.fold_and_raise(
+        touched = TF.fold_and_raise(
             P, tree, off, *rec, np.zeros(1, np.int64), col0, col1, headroom, slack, counts, None, None
         )  # every row swept (the trainer passes the touched lists: tests/test_kernels.py checks both agree)
         assert touched == K.fold_records(reference, *rec, np.zeros(1, np.int64), col0, col1) == counts.sum()
-        raised += counts[0]
         np.testing.assert_array_equal(P, reference)
         assert naive.bounds_are_upper(P, tree, off)
         assert naive.headroom_holds(P, tree, headroom, col0, col1)

@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from . import _kernels as K
+from . import _tree_fold as TF
 from . import _tree_kernels as TK
 
 TOP = 4096  # a query scans whole the lowest level of at most this many entries (16 KiB in float32)
@@ -97,7 +98,7 @@ class FiredTree:
         """
         start, stop = self.ranges[worker]
         counts = self._counts[worker]
-        touched = TK.fold_and_raise(
+        touched = TF.fold_and_raise(
             P, self.bounds, self.off, log.g_rows, log.row_ptr, log.owner, log.coef, slots, start, stop,
             self.headroom[worker], self.slack, counts, log.touched, log.n_touched,
         )  # fmt: skip
@@ -262,7 +263,7 @@ def _measure(m: int) -> dict:
             plain = min(plain, _best(lambda coef=coef: K.fold_records(P, g_rows, row_ptr, owner, coef, slot, 0, _N,
                                                                       touched, n_touched), 1))  # fmt: skip
             tree.build(P)
-            fused = min(fused, _best(lambda coef=coef: TK.fold_and_raise(
+            fused = min(fused, _best(lambda coef=coef: TF.fold_and_raise(
                 P, tree.bounds, tree.off, g_rows, row_ptr, owner, coef, slot, 0, _N, tree.headroom[0], tree.slack,
                 spent, touched, n_touched), 1))  # fmt: skip
         seconds[name] = max(fused - plain, 0.01 * plain) / max(1, nnz)
