@@ -213,6 +213,17 @@ def prefetch_rows_ahead(flat_P, n, touched, n_touched, slots, pos, col0, col1, f
 
 
 @nb.jit(inline="always", **_JIT)
+def fold_scratch(P, g_rows, slots):
+    """What a fold of ``slots`` works with: the Gram rows as (L·B, n) (slot k's row i is k·B + i),
+    B, one row's pairs flattened in order (gi, cc) and the positions in the touched lists."""
+    rows = g_rows.reshape(-1, g_rows.shape[2])
+    per_record = g_rows.shape[1]
+    gi = np.empty(slots.shape[0] * per_record + 1, dtype=np.int64)
+    cc = np.empty(slots.shape[0] * per_record + 1, dtype=P.dtype)
+    return rows, per_record, gi, cc, np.zeros(slots.shape[0], dtype=np.int64)
+
+
+@nb.jit(inline="always", **_JIT)
 def dense_lists(m, touched, n_touched, slots):
     """True when the first slot's touched list holds at least one row in 16 (see prefetch_rows_ahead)."""
     if touched is None:
@@ -232,12 +243,7 @@ def fold_records(P, g_rows, row_ptr, owner, coef, slots, col0, col1, touched=Non
     ``group_by_row``) only those rows are visited, not all m. Returns the number of rows touched.
     """
     m = P.shape[0]
-    n = g_rows.shape[2]
-    rows = g_rows.reshape(-1, n)  # (L·B, n): slot k's row i is k·B + i
-    per_record = g_rows.shape[1]
-    gi = np.empty(slots.shape[0] * per_record + 1, dtype=np.int64)  # one row's pairs, flattened in order
-    cc = np.empty(slots.shape[0] * per_record + 1, dtype=P.dtype)
-    pos = np.zeros(slots.shape[0], dtype=np.int64)
+    rows, per_record, gi, cc, pos = fold_scratch(P, g_rows, slots)
     flat_P, flat_ptr, base = P.reshape(-1), row_ptr.reshape(-1), slots[0] * row_ptr.shape[1]
     dense = dense_lists(m, touched, n_touched, slots)
     touched_count = 0

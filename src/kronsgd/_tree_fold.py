@@ -95,18 +95,13 @@ def fold_and_raise(P, tree, off, g_rows, row_ptr, owner, coef, slots, col0, col1
     Returns the rows touched.
     """
     m = P.shape[0]
-    n = g_rows.shape[2]
-    rows = g_rows.reshape(-1, n)  # (L·B, n): slot k's row i is k·B + i
-    per_record = g_rows.shape[1]
-    gi = np.empty(slots.shape[0] * per_record + 1, dtype=np.int64)  # one row's pairs, flattened in order
-    cc = np.empty(slots.shape[0] * per_record + 1, dtype=P.dtype)
+    rows, per_record, gi, cc, pos = K.fold_scratch(P, g_rows, slots)
     w = col1 - col0
     old = np.empty(w, dtype=P.dtype)
     target = np.empty(w, dtype=P.dtype)
     eps = 2.0**-22 if P.itemsize == 4 else 2.0**-50  # a difference's relative rounding, with room
     tiny = 2.0**-140 if P.itemsize == 4 else 1e-300
     counts[0] = counts[1] = 0
-    pos = np.zeros(slots.shape[0], dtype=np.int64)
     flat_P = P.reshape(-1)
     dense = K.dense_lists(m, touched, n_touched, slots)
     r = -1
