@@ -240,10 +240,10 @@ class KronSGD(SGDLoop):
         products <x_i, x_j> computed), nnz (fired pairs = nonzero SGD coefficients),
         rows_touched (P rows changed, summed over updates), multiply_adds (P update work,
         nnz · n) and rows_folded (P rows written by folds: the memory traffic on P); with
-        the tree also tree_reads (bounds and keys read by queries), tree_reported (neurons
-        they reported, updates computed again after a staleness wait included), tree_rebuilds
-        (columns rebuilt because their bounds were loose) and tree_rows_raised (rows whose
-        bounds a fold raised; the others only spent headroom)."""
+        the tree also tree_reads (cache lines of bounds and keys read by queries),
+        tree_reported (neurons they reported, updates computed again after a staleness wait
+        included), tree_rebuilds (columns rebuilt because their bounds were loose) and
+        tree_rows_raised (rows whose bounds a fold raised; the others only spent headroom)."""
         total = {"steps": 0, "samples": 0, "gram_entries": self._gram_entries, "nnz": 0, "rows_touched": 0}
         total["rows_folded"] = 0
         for counters in [w.counters for w in self.workers] if self._ray is None else [self._ray.counters]:
