@@ -67,12 +67,21 @@ def tree_levels(m, fanout=16):
     return sizes
 
 
+def up32(x):
+    """The smallest float32 >= x, elementwise (x float64)."""
+    x = np.asarray(x, np.float64)
+    v = x.astype(np.float32)
+    below = v.astype(np.float64) < x
+    v[below] = np.nextafter(v[below], np.float32(np.inf))
+    return v
+
+
 def tree_bounds(P, off, slack=0.0, fanout=16):
-    """The (n, S) tree as built: level 0 = keys + slack (rounded to P's dtype), each entry of level
-    l the max of its 16 children, -inf in the padding."""
+    """The float32 (n, S) tree as built: level 0 = keys + slack (computed in float64, rounded up),
+    each entry of level l the max of its 16 children, -inf in the padding."""
     m, n = P.shape
-    tree = np.full((n, off[-1]), -np.inf, P.dtype)
-    tree[:, :m] = (P.T.astype(np.float64) + slack).astype(P.dtype)
+    tree = np.full((n, off[-1]), -np.inf, np.float32)
+    tree[:, :m] = up32(P.T.astype(np.float64) + slack)
     for level, size in enumerate(tree_levels(m, fanout)[1:], start=1):
         below = tree[:, off[level - 1] : off[level - 1] + size * fanout]
         tree[:, off[level] : off[level] + size] = below.reshape(n, size, fanout).max(axis=2)
@@ -96,7 +105,7 @@ def raise_bounds(P, tree, off, rows, col0, col1, fanout=16):
     for r in rows:
         for level in range(off.size - 1):
             v = off[level] + r // fanout**level
-            tree[col0:col1, v] = np.maximum(tree[col0:col1, v], P[r, col0:col1])
+            tree[col0:col1, v] = np.maximum(tree[col0:col1, v], up32(P[r, col0:col1]))
 
 
 def headroom_holds(P, tree, headroom, col0, col1):

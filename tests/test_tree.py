@@ -21,7 +21,7 @@ TOPS = [1, 16, 4096]  # the level a query starts from: the root, a middle one, l
 
 def _tree(P, slack=0.0):
     off = TK.layout(P.shape[0])
-    tree = TK.empty_tree(P.shape[1], P.shape[0], P.dtype)
+    tree = TK.empty_tree(P.shape[1], P.shape[0])
     TK.build(P, tree, off, slack, 0, P.shape[1])
     return tree, off
 
@@ -67,8 +67,9 @@ def test_layout_levels_are_aligned_and_padded():
         sizes = naive.tree_levels(m)
         assert off.size == len(sizes) + 1 and sizes[-1] == 1
         assert np.all(off % 16 == 0) and np.all(np.diff(off) >= np.array(sizes))
-        tree = TK.empty_tree(3, m, np.float32)
-        assert tree.ctypes.data % 64 == 0 and tree.shape == (3, off[-1]) and np.all(tree == -np.inf)
+        tree = TK.empty_tree(3, m)
+        assert tree.ctypes.data % 64 == 0 and tree.shape == (3, off[-1]) and tree.dtype == np.float32
+        assert np.all(tree == -np.inf)
     assert [TK.start_level(5000, top) for top in TOPS] == [4, 3, 1]  # 5000, 313, 20, 2, 1 entries
     assert TK.start_level(4096, 4096) == 0 and TK.start_level(1, 1) == 0
 
@@ -99,6 +100,7 @@ def test_queries_are_exact_and_bounds_stay_upper_after_any_updates(case):
 @given(updates())
 def test_a_tight_tree_reads_no_more_than_its_bound(case):
     P, top, _, rng = case
+    P = P.astype(np.float32).astype(P.dtype)  # keys float32 holds exactly: bounds built without slack are the keys
     tree, off = _tree(P)
     start = TK.start_level(P.shape[0], top)
     for j in range(P.shape[1]):
@@ -132,6 +134,16 @@ def test_the_vector_compare_of_16_children_matches_the_scalar_one(dtype):
             expected = sum(1 << c for c in range(16) if col[start + c] > t)
             assert TK._children(col, start, 0, t) == expected  # the compare queries use
             assert compare16_scalar(col, start, t) == expected
+
+
+def test_float64_keys_between_two_float32_bounds_are_found_exactly():
+    one32 = np.nextafter(np.float32(1.0), np.float32(2.0)).astype(np.float64)  # the float32 after 1
+    keys = np.array([1.0 + 1e-12, 1.0 - 1e-12, 1.0, 0.5 * (1.0 + one32), one32, -1e-300, 1e-300, 3e38 * 1.5])
+    P = np.repeat(keys[:, None], 2, axis=1)  # (8, 2) float64, most not representable in float32
+    tree, off = _tree(P)
+    assert tree.dtype == np.float32 and np.all(tree[:, : keys.size].astype(np.float64) >= P.T)
+    for t in (*keys, 1.0 - 2e-12, 0.0, -0.0):
+        np.testing.assert_array_equal(_query(P, tree, off, 1, t)[0], np.flatnonzero(keys > t))
 
 
 def test_a_query_enters_only_nodes_above_the_threshold():

@@ -77,11 +77,12 @@ class KronSGD(SGDLoop):
         How a step finds the fired neurons of its batch: scan the m pre-activations of each
         point, or ask a 16-ary max tree per point (DESIGN.md §5): about 2.3–5.5 cache lines
         read per fired neuron instead of all m keys, plus keeping the tree valid as P
-        changes, and as much memory again as P. Both give the same fired sets in the same
-        order: the iterates are the same bits. The tree folds every update at once (window
-        1). It wins when m is large (see benchmarks/bench_tree.py). "auto" picks the one a
-        cost model, calibrated on this machine once per process, predicts faster;
-        ``trainer.fired_mode`` and every history record say which.
+        changes, and float32 bounds as large as P in float32 (half of P in float64). Both
+        give the same fired sets in the same order: the iterates are the same bits. The
+        tree folds every update at once (window 1). It wins when m is large (see
+        benchmarks/bench_tree.py). "auto" picks the one a cost model, calibrated on this
+        machine once per process, predicts faster; ``trainer.fired_mode`` and every
+        history record say which.
 
     Examples
     --------

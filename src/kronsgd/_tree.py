@@ -31,9 +31,12 @@ _STAT_KEYS = ("tree_reads", "tree_reported", "tree_rebuilds")
 
 
 def tree_bytes(m: int, n: int, itemsize: int, workers: int = 1) -> int:
-    """Memory of a FiredTree: the trees (n, S), and per worker the headroom (m,) and the frontier (2, s_0)."""
+    """Memory of a FiredTree: the float32 trees (n, S), and per worker the headroom (m,) and the frontier (2, s_0).
+
+    ``itemsize`` (P's) does not matter: the bounds are float32 for either dtype.
+    """
     off = TK.layout(m)
-    return int(off[-1]) * n * itemsize + 64 + workers * (m + 2 * int(off[1])) * 8
+    return int(off[-1]) * n * 4 + 64 + workers * (m + 2 * int(off[1])) * 8
 
 
 class FiredTree:
@@ -57,7 +60,7 @@ class FiredTree:
         self.start = TK.start_level(m, top)
         spread = float(np.std(P[: min(m, 4096)])) if P.size else 0.0
         self.slack = SLACK * spread if np.isfinite(spread) else 0.0  # bounds start this far above the keys
-        self.bounds = TK.empty_tree(n, m, P.dtype)  # (n, S) point-major, 64-byte aligned
+        self.bounds = TK.empty_tree(n, m)  # (n, S) float32, point-major, 64-byte aligned
         self.headroom = np.zeros((workers, m))  # (workers, m) bounds[c, r] - P[r, c] >= headroom[w, r]
         self.waste = np.zeros(n, dtype=np.int64)  # (n,) reads beyond a tight tree's, since the last rebuild
         self._frontier = [np.zeros((2, int(self.off[1])), dtype=np.int64) for _ in range(workers)]

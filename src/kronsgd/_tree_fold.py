@@ -15,7 +15,7 @@ from numba.extending import overload
 
 from . import _kernels as K
 from ._intrinsics import FANOUT, prefetch
-from ._tree_kernels import AHEAD, _gap
+from ._tree_kernels import AHEAD, _gap, up32
 
 _JIT = dict(nopython=True, nogil=True, cache=True)
 
@@ -41,13 +41,14 @@ def _raise_path(col, off, r, key):
 def raise_bounds(P, tree, off, rows, col0, col1):
     """Restore the invariant after the keys of ``rows`` (P rows rewritten over col0:col1) changed.
 
-    For every column, raises the path of each row to its key, only while it raises something.
+    For every column, raises the path of each row to its key (rounded up to float32), only
+    while it raises something.
     (No headroom: the plain rule, for tests and measurements.)
     """
     for c in range(col0, col1):
         col = tree[c]
         for r in rows:
-            _raise_path(col, off, r, P[r, c])
+            _raise_path(col, off, r, up32(P[r, c]))
 
 
 def _int_view(a):
@@ -98,7 +99,7 @@ def fold_and_raise(P, tree, off, g_rows, row_ptr, owner, coef, slots, col0, col1
     rows, per_record, gi, cc, pos = K.fold_scratch(P, g_rows, slots)
     w = col1 - col0
     old = np.empty(w, dtype=P.dtype)
-    target = np.empty(w, dtype=P.dtype)
+    target = np.empty(w, dtype=np.float32)
     eps = 2.0**-22 if P.itemsize == 4 else 2.0**-50  # a difference's relative rounding, with room
     tiny = 2.0**-140 if P.itemsize == 4 else 1e-300
     counts[0] = counts[1] = 0
@@ -127,7 +128,7 @@ def fold_and_raise(P, tree, off, g_rows, row_ptr, owner, coef, slots, col0, col1
             continue
         lift = max(slack, LIFT * rise)
         for j in range(w):
-            target[j] = p[j] + lift  # in P's dtype: rounded, never below the key
+            target[j] = up32(p[j] + lift)  # a float32 bound, never below the key
         for j in range(min(AHEAD, w)):
             prefetch(tree[col0 + j], r)
         h = np.inf

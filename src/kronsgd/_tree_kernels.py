@@ -9,9 +9,10 @@ by point, so that a query reads one contiguous region of memory:
     level l >= 1        entry i >= entries 16i .. 16i + 15 of level l - 1
     off (L + 2,)        level l is tree[:, off[l]:off[l + 1]]; level L has a single entry
 
-Level l holds s_l = ceil(m / 16^l) entries, padded with -inf to a multiple of 16, and starts
-on a multiple of 16 entries; ``empty_tree`` aligns the array to 64 bytes, so the 16 children
-of a node share one cache line (two in float64). A query confirms each candidate from P
+The bounds are float32 whatever P's dtype (rounded up, ``up32``): half the memory and one
+cache line per node for float64 P too. Level l holds s_l = ceil(m / 16^l) entries, padded
+with -inf to a multiple of 16, and starts on a multiple of 16 entries; ``empty_tree`` aligns
+the array to 64 bytes, so the 16 children of a node share one cache line. A query confirms each candidate from P
 itself, so it is exact whatever the bounds; it reads about one line per level per reported
 neuron plus that key. (The first layout, leaves = P and a node-major binary heap over blocks
 of 8, read a line per bound and per key of every entered block: 23 lines per reported neuron
@@ -64,15 +65,23 @@ def start_level(m: int, top: int) -> int:
     return level
 
 
-def empty_tree(n: int, m: int, dtype) -> np.ndarray:
-    """An (n, S) array for the tree of n points over m keys, 64-byte aligned, filled with -inf."""
+def empty_tree(n: int, m: int) -> np.ndarray:
+    """A float32 (n, S) array for the tree of n points over m keys, 64-byte aligned, filled with -inf."""
     S = int(layout(m)[-1])
-    itemsize = np.dtype(dtype).itemsize
-    raw = np.empty(n * S * itemsize + 64, np.uint8)
+    raw = np.empty(n * S * 4 + 64, np.uint8)
     skip = -raw.ctypes.data % 64
-    tree = raw[skip : skip + n * S * itemsize].view(dtype).reshape(n, S)
+    tree = raw[skip : skip + n * S * 4].view(np.float32).reshape(n, S)
     tree.fill(-np.inf)
     return tree
+
+
+@nb.jit(**_JIT)
+def up32(x):
+    """The smallest float32 >= x (float32 rounds to nearest: step up when that went below)."""
+    v = np.float32(x)
+    if v < x:
+        v = np.nextafter(v, np.float32(np.inf))
+    return v
 
 
 @nb.jit(**_JIT)
@@ -106,7 +115,7 @@ def build(P, tree, off, slack, col0, col1):
     m = P.shape[0]
     for r in range(m):
         for c in range(col0, col1):
-            tree[c, r] = P[r, c] + slack
+            tree[c, r] = up32(P[r, c] + slack)
     for c in range(col0, col1):
         for r in range(m, off[1]):
             tree[c, r] = -np.inf
@@ -131,7 +140,7 @@ def rebuild_column(P, tree, off, slack, j, headroom):
     m = P.shape[0]
     col = tree[j]
     for r in range(m):
-        col[r] = P[r, j] + slack
+        col[r] = up32(P[r, j] + slack)
         g = _gap(col[r], P[r, j])
         if g < headroom[r]:
             headroom[r] = g if g >= 0.0 else 0.0
