@@ -103,6 +103,16 @@ def test_json_summary_and_history_parse(files, capsys):
     assert [h["step"] for h in report["history"]] == [0, 10, 20, 30]
 
 
+def test_fired_tree_and_scan_train_the_same_model(files, capsys):
+    models = {}
+    for fired in ("scan", "tree"):
+        model = str(files["dir"] / f"{fired}.npz")
+        assert main(["train", files["fac"], "--out", model, "--json", *FAST, "--fired", fired]) == 0
+        assert json.loads(capsys.readouterr().out)["summary"]["fired"] == fired
+        models[fired] = kronsgd.load(model).predict(KroneckerData(files["factors"]))
+    np.testing.assert_array_equal(models["tree"], models["scan"])  # the same fired sets: the same bits
+
+
 def test_quiet_prints_only_the_result_line(files, capsys):
     _train(files)
     out, err = capsys.readouterr()

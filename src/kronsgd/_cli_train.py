@@ -74,6 +74,12 @@ def add_parser(sub, formatter) -> None:
         choices=("auto", "precomputed", "on_the_fly"),
         help="keep the n x n Gram matrix, or compute the batch's rows each step",
     )
+    g.add_argument(
+        "--fired",
+        default="auto",
+        choices=("auto", "scan", "tree"),
+        help="find fired neurons by scanning, or with a max tree per point (faster for large width); the same bits",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--plot", metavar="PNG", help="write loss and fired-fraction plots to this .png")
     g.add_argument("--json", action="store_true", help="print the summary and history as JSON")
@@ -123,13 +129,14 @@ def run_train(args) -> int:
     net = TwoLayerNet(data.dims, width=args.width, outputs=outputs, shift=shift, seed=args.seed)
     trainer = KronSGD(
         net, data, y, lr=args.lr, batch_size=args.batch, seed=args.seed, gram=args.gram,
-        dtype=np.dtype(args.dtype), workers=args.workers,
+        dtype=np.dtype(args.dtype), workers=args.workers, fired=args.fired,
     )  # fmt: skip
     setup_seconds = time.perf_counter() - started
     say(_describe_points(args.data, points))  # after the trainer has accepted every option
     say(
         f"  net: m = {net.width} neurons, {net.outputs} output(s), shift b = {net.shift:.4g}; lr {args.lr:g}, "
-        f"batch {trainer.batch_size}, {args.dtype}, Gram {trainer.gram_mode}, {args.workers} worker(s); "
+        f"batch {trainer.batch_size}, {args.dtype}, Gram {trainer.gram_mode}, fired by {trainer.fired_mode}, "
+        f"{args.workers} worker(s); "
         f"set up in {setup_seconds:.2f} s"
     )
     log_every = max(1, args.steps // _LOG_POINTS) if args.log_every == "auto" else args.log_every
@@ -171,6 +178,7 @@ def _summary(args, points, net, trainer, setup_seconds: float, labels) -> dict:
         "batch_size": trainer.batch_size,
         "dtype": args.dtype,
         "gram": trainer.gram_mode,
+        "fired": trainer.fired_mode,
         "workers": args.workers,
         "seed": args.seed,
         "steps": counters["steps"],
