@@ -124,17 +124,20 @@ class FiredTree:
 #       buffer row per fired pair (t_read, the price of a random read);
 # tree: B queries of expected_reads(m, Φ̄) reads at t_read each; keeping the tree valid for
 #       the rows a fold rewrites (t_row per row: the fused fold's extra time over the plain
-#       one, plus, for the RAISED share of them whose headroom ran out, t_raise per column);
+#       one, measured for folds touching one row in 64 and one in 4, which differ, plus, for
+#       the RAISED share of them whose headroom ran out, t_raise per column);
 #       and folding every record on its own (window 1): rows that several records of a
 #       window touch are then rewritten once per record, not once per window.
 # The Gram rows and the coefficients cost the same either way. The unit costs are measured
-# once per process on P of 1, 16 and 64 MiB (in L2, in the last-level cache, beyond it)
-# and interpolated in log(size of P).
+# on P of 1, 16 and 64 MiB (in L2, in the last-level cache, beyond it), each size the first
+# time a prediction needs it (0.05, 0.7 and 3 s), kept for the process, and interpolated in
+# log(size of P): a small problem never pays for measuring a large one.
 _MARGIN = 1.0  # no lean: near the crossover the predicted differences are within ~0.1 ms of the measured
 RAISED = 0.03  # share of the rows a fold rewrites whose bounds are raised: 0.7-3 % in benchmarks/bench_tree.py
-_CALIBRATION: list | None = None
+_CALIBRATION: dict = {}  # index into _SIZES -> unit costs measured there
 _SIZES = (2**12, 2**16, 2**18)  # rows of the calibration P, n = 64 float32: 1, 16 and 64 MiB
 _N, _B, _FRACTION = 64, 16, 0.003
+_EVERY = (64, 4)  # folds are calibrated touching one row in 64 and one in 4 (they prefetch from one in 16 on)
 
 
 def expected_reads(m: int, fraction: float, top: int = TOP) -> float:
@@ -160,26 +163,30 @@ def _lines(n: int, batch: int, itemsize: int) -> float:
 
 def predicted_seconds(m: int, fraction: float, n: int, batch: int, itemsize: int, window: int = 8) -> dict:
     """Predicted seconds per step of the scan and of the tree (the parts that differ)."""
-    costs = calibration()
     sizes = [math.log(rows * _N * 4) for rows in _SIZES]  # bytes of the calibration P (and of its (m, B) keys)
 
     def unit(key, nbytes):  # piecewise log-linear between the measured sizes, flat beyond them
         x = min(max(math.log(nbytes), sizes[0]), sizes[-1])
         k = max(i for i in range(len(sizes) - 1) if sizes[i] <= x) if x < sizes[-1] else len(sizes) - 2
         w = (x - sizes[k]) / (sizes[k + 1] - sizes[k])
-        return math.exp((1 - w) * math.log(costs[k][key]) + w * math.log(costs[k + 1][key]))
+        if w <= 0.0 or w >= 1.0:  # at a measured size: measure only that one
+            return _costs(k if w <= 0.0 else k + 1)[key]
+        return math.exp((1 - w) * math.log(_costs(k)[key]) + w * math.log(_costs(k + 1)[key]))
 
     size = m * n * itemsize  # P
     per_row = _lines(n, batch, itemsize) * unit("t_line", size) + batch * unit("t_key", size)
-    line = unit("t_line", 2**40)  # beyond the cache: a line from memory
     spill = min(1.0, max(0.0, math.log(m * batch * itemsize / (_SIZES[-1] * _B * 4)) / math.log(4)))
-    per_row += spill * 3 * batch * itemsize / 64 * line
+    if spill > 0.0:  # the (m, B) keys outgrow the cache: their traffic, at a line from memory each
+        per_row += spill * 3 * batch * itemsize / 64 * unit("t_line", 2**40)
     miss = max(0.0, 1.0 - fraction)
     rows = m * (1.0 - miss**batch)  # rows one record touches
     pending = (window - 1) / 2
     scan = m * per_row + pending * (m * unit("t_sweep", size) + rows * unit("t_read", size))
     reads = batch * expected_reads(m, fraction) * unit("t_read", size)
-    maintain = rows * (unit("t_row", size) + RAISED * n * unit("t_raise", size))
+    share = min(max(rows / m, 1.0 / _EVERY[0]), 1.0 / _EVERY[1])  # of the rows a fold touches, log-interpolated:
+    w = math.log(share * _EVERY[0]) / math.log(_EVERY[0] / _EVERY[1])
+    t_row = math.exp((1 - w) * math.log(unit("t_row_sparse", size)) + w * math.log(unit("t_row_dense", size)))
+    maintain = rows * (t_row + RAISED * n * unit("t_raise", size))
     shared = rows - m * (1.0 - miss ** (batch * window)) / window  # rows per step a window folds only once
     refold = shared * 2 * max(1.0, n * itemsize / 64) * unit("t_line", size)
     return {"scan": scan, "tree": reads + maintain + refold}
@@ -196,12 +203,17 @@ def predict_fired(m: int, fraction: float, n: int, batch: int, itemsize: int, wi
 
 
 def calibration() -> list:
-    """Unit costs in seconds, measured on the first call (a few tenths of a second) and kept for the process."""
-    global _CALIBRATION
-    if _CALIBRATION is None:
-        _measure(64)  # load every kernel first: compilation is not a cost of a step
-        _CALIBRATION = [_measure(rows) for rows in _SIZES]
-    return _CALIBRATION
+    """Unit costs in seconds at every calibration size (about 4 s the first time), kept for the process."""
+    return [_costs(i) for i in range(len(_SIZES))]
+
+
+def _costs(i: int) -> dict:
+    """Unit costs at calibration size i, measured on first use."""
+    if i not in _CALIBRATION:
+        if not _CALIBRATION:
+            _measure(64)  # load every kernel first: compilation is not a cost of a step
+        _CALIBRATION[i] = _measure(_SIZES[i])
+    return _CALIBRATION[i]
 
 
 def _best(run, repeats=3) -> float:
@@ -250,26 +262,38 @@ def _measure(m: int) -> dict:
         reads.append(int(stats[0]))
 
     t_read = _best(queries) / max(1, min(reads))
-    pairs = np.zeros(m, np.int64)  # a record of SGD size: one pair on one row in 64
-    pairs[rng.choice(m, size=max(1, m // 64), replace=False)] = 1
-    row_ptr = np.concatenate([[0], np.cumsum(pairs)])[None]  # (1, m + 1)
-    nnz = int(row_ptr[0, -1])
-    touched, n_touched = np.flatnonzero(pairs)[None], np.array([nnz])  # (1, nnz), (1,): the rows with a pair
     g_rows = rng.standard_normal((1, 1, _N)).astype(np.float32)
-    owner, slot, spent = np.zeros((1, nnz + 1), np.int64), np.zeros(1, np.int64), np.zeros(2, np.int64)
     seconds = {}
-    for name, scale in (("spend", 1e-6), ("raise", 1.0)):  # within every headroom; past every one
-        coef = (scale * rng.standard_normal((1, nnz + 1))).astype(np.float32)
-        plain = fused = math.inf
-        for _ in range(3):  # each after a build: fresh headroom (a raise buys room for the next folds)
-            tree.build(P)
-            plain = min(plain, _best(lambda coef=coef: K.fold_records(P, g_rows, row_ptr, owner, coef, slot, 0, _N,
-                                                                      touched, n_touched), 1))  # fmt: skip
-            tree.build(P)
-            fused = min(fused, _best(lambda coef=coef: TF.fold_and_raise(
-                P, tree.bounds, tree.off, g_rows, row_ptr, owner, coef, slot, 0, _N, tree.headroom[0], tree.slack,
-                spent, touched, n_touched), 1))  # fmt: skip
-        seconds[name] = max(fused - plain, 0.01 * plain) / max(1, nnz)
-    t_raise = max(seconds["raise"] - seconds["spend"], 0.01 * seconds["spend"]) / _N
-    return {"t_line": t_line, "t_key": t_key, "t_sweep": sweep / m, "t_read": t_read, "t_row": seconds["spend"],
-            "t_raise": t_raise}  # fmt: skip
+    for every in _EVERY:  # records of SGD size touching one row in `every`
+        pairs = np.zeros(m, np.int64)
+        pairs[rng.choice(m, size=max(1, m // every), replace=False)] = 1
+        row_ptr = np.concatenate([[0], np.cumsum(pairs)])[None]  # (1, m + 1)
+        nnz = int(row_ptr[0, -1])
+        lists = np.flatnonzero(pairs)[None], np.array([nnz])  # (1, nnz), (1,): the rows with a pair
+        for name, scale in (("spend", 1e-6), ("raise", 1.0)):  # within every headroom; past every one
+            coef = (scale * rng.standard_normal((1, nnz + 1))).astype(np.float32)
+            record = (g_rows, row_ptr, np.zeros((1, nnz + 1), np.int64), coef, np.zeros(1, np.int64))
+            plain, fused = _fold_seconds(P, tree, record, lists, raising=name == "raise")
+            seconds[name, every] = max(fused - plain, 0.01 * plain) / max(1, nnz)
+    sparse, dense = _EVERY
+    t_raise = max(seconds["raise", sparse] - seconds["spend", sparse], 0.01 * seconds["spend", sparse]) / _N
+    return {"t_line": t_line, "t_key": t_key, "t_sweep": sweep / m, "t_read": t_read,
+            "t_row_sparse": seconds["spend", sparse], "t_row_dense": seconds["spend", dense], "t_raise": t_raise}
+
+
+def _fold_seconds(P, tree, record, lists, raising: bool) -> tuple[float, float]:
+    """Best of 3 seconds of folding ``record`` into P plainly and keeping ``tree`` valid.
+
+    ``raising``: every row's headroom is set to 0 (always valid: the bounds are >= the keys)
+    before each fused fold, so that every row whose key rises is raised, as the first time
+    (a raise buys room for the next folds); else the record's changes fit the headroom.
+    """
+    plain = fused = math.inf
+    counts = np.zeros(2, np.int64)
+    for _ in range(3):
+        plain = min(plain, _best(lambda: K.fold_records(P, *record, 0, P.shape[1], *lists), 1))
+        if raising:
+            tree.headroom[0][:] = 0.0
+        fused = min(fused, _best(lambda: TF.fold_and_raise(
+            P, tree.bounds, tree.off, *record, 0, P.shape[1], tree.headroom[0], tree.slack, counts, *lists), 1))
+    return plain, fused
