@@ -78,15 +78,14 @@ def _records(P, a, G, y, batches, shift, dtype):
         np.testing.assert_array_equal(touched[k, : n_touched[k]], np.unique(fired_rows[:nnz]))
         g_rows[k, : batch.size] = G[batch]
         fired_all.append((fired_ptr, fired_rows, coefs))
-    _records.touched = (touched, n_touched)  # the rows each record touches, for folds that visit only those
-    return g_rows, row_ptr, owner, coef, fired_all
+    return g_rows, row_ptr, owner, coef, fired_all, (touched, n_touched)  # lists: for folds visiting only those
 
 
 @pytest.mark.parametrize("m,n,B,C", CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fold_matches_twin(m, n, B, C, dtype):
     P, a, G, batch, y = _state(m, n, B, C, dtype, seed=3 * m + n)
-    g_rows, row_ptr, owner, coef, [(fired_ptr, fired_rows, coefs)] = _records(P, a, G, y, [batch], 0.2, dtype)
+    g_rows, row_ptr, owner, coef, [(fired_ptr, fired_rows, coefs)], _ = _records(P, a, G, y, [batch], 0.2, dtype)
 
     P_k, alpha_k = P.copy(), np.zeros((m, n), dtype)
     K.fold_records(P_k, g_rows, row_ptr, owner, coef, np.arange(1), 0, n)
@@ -107,8 +106,7 @@ def test_folding_records_together_or_one_by_one_gives_the_same_bits(dtype):
     P, a, G, _, y = _state(m, n, 1, 2, dtype, seed=5)
     rng = np.random.default_rng(6)
     batches = [rng.choice(n, size=s, replace=False) for s in (7, 3, 9, 1)]
-    g_rows, row_ptr, owner, coef, _ = _records(P, a, G, y, batches, 0.1, dtype)
-    lists = _records.touched
+    g_rows, row_ptr, owner, coef, _, lists = _records(P, a, G, y, batches, 0.1, dtype)
     together, one_by_one, visiting = P.copy(), P.copy(), P.copy()
     touched = K.fold_records(together, g_rows, row_ptr, owner, coef, np.arange(len(batches)), 0, n)
     for k in range(len(batches)):
@@ -124,8 +122,7 @@ def test_a_fold_over_the_touched_lists_merges_slots_in_ring_order():
     P, a, G, _, y = _state(m, n, 1, 2, np.float64, seed=9)
     rng = np.random.default_rng(10)
     batches = [rng.choice(n, size=s, replace=False) for s in (4, 6, 2)]
-    g_rows, row_ptr, owner, coef, _ = _records(P, a, G, y, batches, 0.1, np.float64)
-    touched, n_touched = _records.touched
+    g_rows, row_ptr, owner, coef, _, (touched, n_touched) = _records(P, a, G, y, batches, 0.1, np.float64)
     slots = np.array([1, 2, 0])  # records 1, 2, 0 in that order, as a ring hands them out after a wrap
     swept, visited = P.copy(), P.copy()
     assert K.fold_records(swept, g_rows, row_ptr, owner, coef, slots, 0, n) == K.fold_records(
@@ -144,7 +141,7 @@ def test_corrected_columns_equal_the_folded_matrix(dtype):
     P, a, G, _, y = _state(m, n, 1, 1, dtype, seed=7)
     rng = np.random.default_rng(8)
     batches = [rng.choice(n, size=s, replace=False) for s in (5, 8, 2)]
-    g_rows, row_ptr, owner, coef, _ = _records(P, a, G, y, batches, 0.0, dtype)
+    g_rows, row_ptr, owner, coef, _, _ = _records(P, a, G, y, batches, 0.0, dtype)
     folded = P.copy()
     K.fold_records(folded, g_rows, row_ptr, owner, coef, np.arange(3), 0, n)
     query = np.array([3, 0, 24, 3, 11])
@@ -160,7 +157,7 @@ def test_corrected_columns_equal_the_folded_matrix(dtype):
 def test_fold_respects_the_column_range():
     m, n = 20, 12
     P, a, G, batch, y = _state(m, n, 4, 1, np.float64, seed=11)
-    g_rows, row_ptr, owner, coef, _ = _records(P, a, G, y, [batch], 0.0, np.float64)
+    g_rows, row_ptr, owner, coef, _, _ = _records(P, a, G, y, [batch], 0.0, np.float64)
     whole, halves = P.copy(), P.copy()
     K.fold_records(whole, g_rows, row_ptr, owner, coef, np.arange(1), 0, n)
     K.fold_records(halves, g_rows, row_ptr, owner, coef, np.arange(1), 0, 5)
