@@ -65,6 +65,15 @@ def _fired_axes(ax, history: list[dict], width: int, shift: float) -> None:
     ax.grid(True, alpha=0.3)
 
 
+def _save(plt, fig, path: str, title: str = "") -> str:
+    """Title the figure (when given), write it to ``path`` and free it; returns ``path``."""
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=_DPI)
+    plt.close(fig)
+    return path
+
+
 def plot_training(history: list[dict], width: int, shift: float, path: str, title: str = "") -> str:
     """Loss against steps and wall time (log y) and the fired fraction, side by side, in one PNG.
 
@@ -78,11 +87,7 @@ def plot_training(history: list[dict], width: int, shift: float, path: str, titl
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), layout="constrained")
     _loss_axes(axes[0], axes[1], history)
     _fired_axes(axes[2], history, width, shift)
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, title)
 
 
 def plot_loss(history: list[dict], path: str, title: str = "") -> str:
@@ -90,11 +95,7 @@ def plot_loss(history: list[dict], path: str, title: str = "") -> str:
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
     _loss_axes(axes[0], axes[1], history)
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, title)
 
 
 def plot_fired(history: list[dict], width: int, shift: float, path: str, title: str = "") -> str:
@@ -102,11 +103,7 @@ def plot_fired(history: list[dict], width: int, shift: float, path: str, title: 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     _fired_axes(ax, history, width, shift)
-    if title:
-        fig.suptitle(title)
-    fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path, title)
 
 
 def plot_bench(rows: list[dict], path: str, title: str = "") -> str:
@@ -131,9 +128,7 @@ def plot_bench(rows: list[dict], path: str, title: str = "") -> str:
     ax.set_title(title or "Per-step time against d")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.savefig(path, dpi=_DPI)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)  # the title is the axes' own
 
 
 def _measured(value) -> bool:
