@@ -203,7 +203,7 @@ def predict_fired(m: int, fraction: float, n: int, batch: int, itemsize: int, wi
 
 
 def calibration() -> list:
-    """Unit costs in seconds at every calibration size (about 4 s the first time), kept for the process."""
+    """Unit costs in seconds at every calibration size (about 1 s the first time), kept for the process."""
     return [_costs(i) for i in range(len(_SIZES))]
 
 
