@@ -184,6 +184,7 @@ def test_bad_input_exits_2_with_one_clear_line(files, capsys, case):
         (["train", "x.npz"], "required: --out"),
         (["train", "x.npz", "--out", "m.npz", "--steps", "0"], "argument --steps: must be an int >= 1"),
         (["train", "x.npz", "--out", "m.npz", "--lr", "nan"], "argument --lr: must be a finite number"),
+        (["train", "x.npz", "--out", "m.npz", "--fired", "heap"], "argument --fired: invalid choice: 'heap'"),
         (["predict", "m.npz"], "required: DATA"),
         (["predict", "m.npz", "x.npz", "--bogus"], "unrecognized arguments"),
     ],
