@@ -22,7 +22,7 @@ import numpy as np
 
 from _common import _triad_kernel, log, machine_info
 from kronsgd import KronSGD, TwoLayerNet
-from kronsgd._demo import synthetic_task
+from kronsgd.cli.demo import synthetic_task
 
 
 def triad_threads(nbytes: int, threads: int, reps: int = 5) -> float:

@@ -22,7 +22,7 @@ import ray
 
 from _common import log, machine_info
 from kronsgd import KronSGD, TwoLayerNet
-from kronsgd._demo import synthetic_task
+from kronsgd.cli.demo import synthetic_task
 
 
 def samples_per_s(data, y, args, backend: str) -> tuple[float, list]:

@@ -38,8 +38,8 @@ import torch
 
 import kronsgd
 from _common import MIB, log, machine_info, triad  # a sibling module: this folder is on sys.path
-from kronsgd._demo import synthetic_task
-from kronsgd._memory import available_bytes
+from kronsgd.base.memory import available_bytes
+from kronsgd.cli.demo import synthetic_task
 
 WARMUP = 2
 

@@ -46,10 +46,10 @@ import numba
 import numpy as np
 
 import kronsgd
-from kronsgd import _kernels as K
-from kronsgd import _tree as T
-from kronsgd import _tree_kernels as TK
-from kronsgd._model import default_shift, fire_fraction
+from kronsgd.engine import tree as T
+from kronsgd.kernels import step as K
+from kronsgd.kernels import tree as TK
+from kronsgd.model.net import default_shift, fire_fraction
 
 FLUSH = np.ones(2**24, dtype=np.float32)  # 64 MiB: twice the last-level cache of the machine we measured on
 DIMS = (4, 4)  # the step cost does not depend on d; small d keeps P0 cheap to make

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from _common import log, machine_info
 from kronsgd import KronSGD, TwoLayerNet
-from kronsgd._demo import synthetic_task
+from kronsgd.cli.demo import synthetic_task
 
 
 def step_ms(data, y, width: int, batch: int, window: int, steps: int) -> tuple[float, float]:

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kronsgd import KronSGD, TwoLayerNet  # noqa: E402
-from kronsgd._demo import synthetic_task  # noqa: E402
+from kronsgd.cli.demo import synthetic_task  # noqa: E402
 from kronsgd.theory import (  # noqa: E402
     DriftTracker,
     contraction_factor,

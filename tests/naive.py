@@ -58,7 +58,7 @@ def kron_all(vectors):
     return out
 
 
-# ---- the AsynchronousTree (src/kronsgd/_tree_kernels.py) --------------------------------
+# ---- the AsynchronousTree (src/kronsgd/kernels/tree.py) --------------------------------
 def tree_levels(m, fanout=16):
     """The sizes s_l = ceil(m / 16^l) of the levels, down to the single root."""
     sizes = [max(1, m)]

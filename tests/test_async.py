@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kronsgd import DivergenceError, KroneckerData, KronSGD, TwoLayerNet, ValidationError
-from kronsgd._demo import synthetic_task
+from kronsgd.cli.demo import synthetic_task
 
 
 def _task(n=96, dims=(6, 5), outputs=1, seed=0):

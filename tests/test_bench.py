@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from kronsgd import _bench
-from kronsgd._bench import BenchConfig, run_bench
-from kronsgd._cli import main
+from kronsgd.cli import benchmark as _bench
+from kronsgd.cli.benchmark import BenchConfig, run_bench
+from kronsgd.cli.main import main
 
 TINY = ["--quick", "--min-log2d", "4", "--max-log2d", "5", "--n", "48", "--width", "32", "--batch", "8"]
 TINY += ["--steps", "4", "--dense-steps", "3"]

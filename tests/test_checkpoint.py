@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 import kronsgd
-from kronsgd import DenseSGD, KronSGD, TwoLayerNet, ValidationError
-from kronsgd._atomic import FileFormatError
-from kronsgd._demo import synthetic_task
+from kronsgd import DenseSGD, FileFormatError, KronSGD, TwoLayerNet, ValidationError
+from kronsgd.cli.demo import synthetic_task
 
 
 def _trainer(dtype=np.float64, **kwargs):
@@ -70,7 +69,7 @@ CHILD = textwrap.dedent(
     import numpy as np
     import kronsgd
     from kronsgd import KronSGD, TwoLayerNet
-    from kronsgd._demo import synthetic_task
+    from kronsgd.cli.demo import synthetic_task
 
     path, total = sys.argv[1], int(sys.argv[2])
     real_replace = os.replace
@@ -157,7 +156,7 @@ def test_foreign_other_version_and_missing_files_are_refused(tmp_path):
         kronsgd.resume(tmp_path / "other.npz", data, y)
     with pytest.raises(FileFormatError, match=r"nothing\.ckpt: no such file"):
         kronsgd.resume(tmp_path / "nothing.ckpt", data, y)
-    from kronsgd import _checkpoint as module
+    from kronsgd.engine import resume as module
 
     version, module.VERSION = module.VERSION, 99
     try:

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from kronsgd._cli import main
+from kronsgd.cli.main import main
 
 
 @pytest.fixture(autouse=True)
@@ -76,12 +76,12 @@ def test_output_errors_are_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_an_internal_error_is_one_line_exit_1_and_debug_shows_it(monkeypatch, capsys):
-    import kronsgd._demo
+    import kronsgd.cli.demo
 
     def broken(**_):
         raise TypeError("boom")
 
-    monkeypatch.setattr(kronsgd._demo, "run_demo", broken)
+    monkeypatch.setattr(kronsgd.cli.demo, "run_demo", broken)
     assert main(["demo", "--no-plots"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "internal error (TypeError: boom)" in err and "KRONSGD_DEBUG" in err

@@ -7,7 +7,7 @@ import pytest
 
 import kronsgd
 from kronsgd import KroneckerData
-from kronsgd._cli import main
+from kronsgd.cli.main import main
 
 N, DIMS = 60, (4, 6)
 FAST = ["--width", "64", "--batch", "8", "--steps", "30", "--dtype", "float64"]
@@ -234,7 +234,7 @@ def test_progress_bar_draws_loss_speed_and_fired_on_a_terminal():
 
     from rich.console import Console
 
-    from kronsgd._progress import TrainingProgress, progress_wanted
+    from kronsgd.cli.progress import TrainingProgress, progress_wanted
 
     assert not progress_wanted(quiet=True) and not progress_wanted(quiet=False)  # pytest captures stdout
     sink = io.StringIO()

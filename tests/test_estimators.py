@@ -122,9 +122,9 @@ def test_missing_scikit_learn_says_how_to_install(monkeypatch):
 
     import kronsgd
 
-    for module in ("_estimators", "_estimators_base"):  # forget them, so that they are imported again
-        monkeypatch.delitem(sys.modules, f"kronsgd.{module}")
-        monkeypatch.delattr(kronsgd, module)
+    for module in ("mlp", "base"):  # forget them, so that they are imported again
+        monkeypatch.delitem(sys.modules, f"kronsgd.estimators.{module}")
+        monkeypatch.delattr(kronsgd.estimators, module)
     for name in [name for name in sys.modules if name == "sklearn" or name.startswith("sklearn.")]:
         monkeypatch.setitem(sys.modules, name, None)  # importing any of them now raises ImportError
     with pytest.raises(ImportError, match=r"pip install 'kronsgd\[sklearn\]'"):

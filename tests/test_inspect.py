@@ -9,9 +9,9 @@ import pytest
 
 import kronsgd
 from kronsgd import StructureReport, ValidationError
-from kronsgd._cli import main
-from kronsgd._inspect import machine_rates
-from kronsgd._model import default_shift, fire_fraction
+from kronsgd.advisor.report import machine_rates
+from kronsgd.cli.main import main
+from kronsgd.model.net import default_shift, fire_fraction
 
 
 def rank2_samples(n=40, seed=0):

@@ -9,7 +9,7 @@ import pytest
 
 import kronsgd
 from kronsgd import KroneckerData, KronSGD, TwoLayerNet, ValidationError, load
-from kronsgd import _io as io
+from kronsgd.model import files as io
 
 
 def _points(n, dims, rank, seed):
@@ -196,8 +196,10 @@ def test_metadata_that_disagrees_with_the_arrays_is_refused(saved):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match="No kronsgd model file at"):
+    with pytest.raises(kronsgd.FileFormatError, match=r"absent\.npz': no such file"):
         load(tmp_path / "absent.npz")
+    with pytest.raises(kronsgd.KronsgdError):  # the same base class as every other kronsgd error
+        load(tmp_path)  # a folder is no model file either
 
 
 # ---- atomic writes -----------------------------------------------------------------------

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import naive
-from kronsgd import _kernels as K
+from kronsgd.kernels import step as K
 
 CASES = [  # (m, n, B, C)
     (1, 1, 1, 1),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from kronsgd import KroneckerData, TwoLayerNet
-from kronsgd._contract import dense_w0, project_w0
-from kronsgd._model import fire_fraction
+from kronsgd.data.contract import dense_w0, project_w0
+from kronsgd.model.net import fire_fraction
 
 
 def _data(n, dims, rank, seed=0):

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from kronsgd._cli import main
-from kronsgd._plots import plot_bench, plot_fired, plot_loss, plot_training
+from kronsgd.cli.main import main
+from kronsgd.cli.plots import plot_bench, plot_fired, plot_loss, plot_training
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HISTORY = [{"step": 10 * k, "loss": 100.0 / (k + 1), "seconds": 0.01 * k, "fired": 40.0 - k} for k in range(6)] + [

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kronsgd import KroneckerData, KronSGD, TwoLayerNet, ValidationError
-from kronsgd._demo import synthetic_task
+from kronsgd.cli.demo import synthetic_task
 
 ray = pytest.importorskip("ray")
 

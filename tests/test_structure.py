@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from kronsgd import KroneckerData, ValidationError, _structure
+from kronsgd import KroneckerData, ValidationError
+from kronsgd.data import structure as _structure
 
 
 def kron_samples(n, dims, rank, seed=0, weights=None):

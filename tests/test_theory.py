@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from kronsgd import KroneckerData, KronSGD, TwoLayerNet, ValidationError
-from kronsgd._contract import dense_w0
-from kronsgd._demo import synthetic_task
+from kronsgd.cli.demo import synthetic_task
+from kronsgd.data.contract import dense_w0
 from kronsgd.theory import (
     DriftTracker,
     contraction_factor,
@@ -80,7 +80,7 @@ def test_ntk_gram_at_zero_shift_is_the_arc_cosine_kernel():
 
 
 def test_ntk_gram_is_the_same_in_small_blocks(monkeypatch):
-    import kronsgd._theory as theory
+    import kronsgd.theory.ntk as theory
 
     data = random_data(23, seed=8)
     whole = ntk_gram(data, 0.7)

@@ -8,11 +8,11 @@ from hypothesis import strategies as st
 
 import naive
 from kronsgd import KroneckerData, KronSGD, MemoryBudgetError, TwoLayerNet, ValidationError
-from kronsgd import _kernels as K
-from kronsgd import _tree_fold as TF
-from kronsgd import _tree_kernels as TK
-from kronsgd._intrinsics import compare16_scalar
-from kronsgd._tree import FiredTree
+from kronsgd.engine.tree import FiredTree
+from kronsgd.kernels import step as K
+from kronsgd.kernels import tree as TK
+from kronsgd.kernels import tree_fold as TF
+from kronsgd.kernels.intrinsics import compare16_scalar
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DTYPES = [np.float32, np.float64]

@@ -4,19 +4,20 @@ does not depend on the input dimension (Song & Ye, arXiv:2305.08001)."""
 import importlib.util
 
 from . import theory
-from ._checkpoint import resume
-from ._data import KroneckerData
-from ._dense import DenseSGD
-from ._errors import DivergenceError, KronsgdError, MemoryBudgetError, ValidationError
-from ._inspect import StructureReport, inspect
-from ._io import load
-from ._model import TwoLayerNet
-from ._trainer import KronSGD
 from ._version import __version__
+from .advisor.report import StructureReport, inspect
+from .base.errors import DivergenceError, FileFormatError, KronsgdError, MemoryBudgetError, ValidationError
+from .data.kronecker import KroneckerData
+from .engine.dense import DenseSGD
+from .engine.resume import resume
+from .engine.trainer import KronSGD
+from .model.load import load
+from .model.net import TwoLayerNet
 
 __all__ = [
     "DenseSGD",
     "DivergenceError",
+    "FileFormatError",
     "KronSGD",
     "KroneckerData",
     "KronsgdError",
@@ -40,7 +41,7 @@ def __getattr__(name: str):
     """The scikit-learn estimators, imported on first use: scikit-learn is an optional extra."""
     if name in _ESTIMATORS:
         try:
-            from . import _estimators
+            from .estimators import mlp as _estimators
         except ImportError as exc:
             raise ImportError(
                 f"kronsgd.{name} needs scikit-learn, which is not installed: pip install 'kronsgd[sklearn]'"

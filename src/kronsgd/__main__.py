@@ -1,3 +1,3 @@
-from ._cli import run
+from .cli.main import run
 
 run()

@@ -1,0 +1,1 @@
+"""``kronsgd.inspect``: is the data Kronecker-structured, and what would each way of learning cost."""

@@ -1,0 +1,2 @@
+"""Kronecker-structured points: ``KroneckerData`` (kronecker), nearest-Kronecker structure
+detection (structure) and contractions of the initial weights with points (contract)."""

@@ -1,0 +1,1 @@
+"""scikit-learn estimators over the engine (scikit-learn is an optional extra)."""

@@ -1,0 +1,1 @@
+"""The network: ``TwoLayerNet`` (net), its checked file format (files) and PyTorch export (export)."""
