@@ -85,7 +85,7 @@ def test_steps_count_updates_over_all_workers():
     c = trainer.counters()
     assert c["steps"] == 50 and c["samples"] == 50 * 6
     assert [h["step"] for h in trainer.history][-1] == 50
-    assert sum(w.counters["steps"] for w in trainer.workers) == 50  # however the threads were scheduled
+    assert sum(trainer.log.steps_by_worker) == 50  # however the threads were scheduled
 
 
 def test_two_workers_converge_like_the_sequential_run():

@@ -85,11 +85,12 @@ def _records(P, a, G, y, batches, shift, dtype):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fold_matches_twin(m, n, B, C, dtype):
     P, a, G, batch, y = _state(m, n, B, C, dtype, seed=3 * m + n)
-    g_rows, row_ptr, owner, coef, [(fired_ptr, fired_rows, coefs)], _ = _records(P, a, G, y, [batch], 0.2, dtype)
+    records = _records(P, a, G, y, [batch], 0.2, dtype)
+    g_rows, row_ptr, owner, coef, [(fired_ptr, fired_rows, coefs)], (touched, n_touched) = records
 
     P_k, alpha_k = P.copy(), np.zeros((m, n), dtype)
     K.fold_records(P_k, g_rows, row_ptr, owner, coef, np.arange(1), 0, n)
-    K.apply_alpha(alpha_k, batch, fired_ptr, fired_rows, coefs)
+    K.fold_alpha(alpha_k, 0, batch[None], row_ptr, owner, coef, np.arange(1), 0, n, touched, n_touched)
 
     P_ref, alpha_ref = P.copy(), np.zeros((m, n), dtype)
     fired = [fired_rows[fired_ptr[i] : fired_ptr[i + 1]] for i in range(B)]
@@ -98,6 +99,22 @@ def test_fold_matches_twin(m, n, B, C, dtype):
     # same operations in the same order (each row's pairs in batch order): identical bits
     np.testing.assert_array_equal(P_k, P_ref)
     np.testing.assert_array_equal(alpha_k, alpha_ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fold_alpha_applies_only_its_points_with_an_offset(dtype):
+    """A worker holding points 3:9 as alpha[:, 0:6] gets exactly those columns of the full fold."""
+    m, n, B = 40, 12, 5
+    P, a, G, _, y = _state(m, n, B, 2, dtype, seed=11)
+    batches = [np.array([0, 4, 8, 9, 11]), np.array([3, 5, 6, 7, 1])]
+    g_rows, row_ptr, owner, coef, _, (touched, n_touched) = _records(P, a, G, y, batches, 0.0, dtype)
+    slots, batch = np.arange(2), np.stack(batches)
+    full = np.zeros((m, n), dtype)
+    K.fold_alpha(full, 0, batch, row_ptr, owner, coef, slots, 0, n, touched, n_touched)
+    shard = np.zeros((m, 6), dtype)
+    K.fold_alpha(shard, 3, batch, row_ptr, owner, coef, slots, 3, 9, touched, n_touched)
+    np.testing.assert_array_equal(shard, full[:, 3:9])
+    assert np.count_nonzero(full[:, 3:9]) > 0 and np.count_nonzero(full[:, :3]) > 0  # both sides got pairs
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

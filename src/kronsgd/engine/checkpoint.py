@@ -29,9 +29,15 @@ def fingerprint(*arrays: np.ndarray) -> str:
 
 
 def save_checkpoint(trainer, path) -> None:
-    """Write ``trainer``'s state to ``path`` atomically (no worker may be running)."""
-    trainer._flush()
-    net, log = trainer.net, trainer.log
+    """Write ``trainer``'s state to ``path`` atomically; only between runs of the workers.
+
+    The engine calls it where the state is quiescent: no worker runs and every published
+    record is folded into P and alpha (``KronSGD._advance`` folds before it returns or raises).
+    """
+    log = trainer.log
+    if not (log.reserved == log.published == min(log.folded)):
+        raise RuntimeError("a checkpoint is taken only of a quiescent run: every record published and folded")
+    net = trainer.net
     arrays = {"P": trainer._P, "alpha": trainer.alpha, "staleness": np.asarray(log.staleness, dtype=np.int64)}
     prior = [block for block in net._support if block[1] is not trainer.alpha]
     for b, (points, alpha) in enumerate(prior):
@@ -66,6 +72,8 @@ def save_checkpoint(trainer, path) -> None:
             "workers": len(trainer.workers),
             "max_staleness": trainer.max_staleness,
             "keep_log": log.records is not None,
+            "fired": trainer.fired_mode,
+            "backend": trainer.backend,
         },
         "data": fingerprint(*trainer.data.factors),
         "targets": fingerprint(trainer.y),
@@ -76,5 +84,6 @@ def save_checkpoint(trainer, path) -> None:
         "last_log": trainer._last_log,
         "samplers": [w.sampler.rng.bit_generator.state for w in trainer.workers],
         "counters": [w.counters for w in trainer.workers],
+        "totals": log.totals,
     }
     write_atomic(path, meta, arrays)

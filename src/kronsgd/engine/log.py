@@ -6,41 +6,36 @@ Records live in a ring of preallocated slots (record s in slot s mod L); a slot 
 once every worker has folded its record into its own columns of P.
 
 Shared state (guarded by ``lock``): ``reserved`` (sequence numbers handed out),
-``published`` (records 0..published-1 are complete), ``folded[w]`` (worker w's columns hold
-records 0..folded[w]-1). Slot contents are written by one producer between reserve and
-publish, and only read after publish.
+``published`` (records 0..published-1 are complete), ``folded[w]`` (worker w's columns of P
+and alpha hold records 0..folded[w]-1) and ``totals`` (steps, samples, nnz and rows touched
+of the published updates: counted with the publication, so they always agree with the log).
+Slot contents are written by one producer between reserve and publish, and only read after
+publish. Publishing is the one moment an update takes effect: before it nothing shared has
+changed (P and alpha receive a record only when their owners fold it), so a producer that
+fails at any earlier point leaves no trace but an empty record.
 """
 
 from __future__ import annotations
 
+import enum
 import threading
-from dataclasses import dataclass
 
 import numpy as np
 
+from ..kernels import step as K
+from .record import Record
 
-@dataclass(frozen=True)
-class Record:
-    """One logged update: ``alpha[rows[t], batch[owner[t]]] += coef[t]`` for every pair t.
 
-    Pairs are sorted by neuron (rows ascending), in batch order within a neuron.
-    """
+class Answer(enum.Enum):
+    """What ``UpdateLog.reserve`` answers instead of a sequence number."""
 
-    seq: int
-    worker: int
-    staleness: int  # records published after the producer's snapshot, before this one
-    batch: np.ndarray  # (B,) int64 point indices
-    rows: np.ndarray  # (nnz,) int64 neurons
-    owner: np.ndarray  # (nnz,) int64 batch positions
-    coef: np.ndarray  # (nnz,) SGD coefficients
-
-    @property
-    def nbytes(self) -> int:
-        return self.batch.nbytes + self.rows.nbytes + self.owner.nbytes + self.coef.nbytes
+    DONE = "done"  # ``end`` records have been handed out: the run is complete
+    STALE = "stale"  # the snapshot lacks more than max_staleness records: recompute from the newer ones
+    FULL = "full"  # every slot holds a record some worker has not folded: fold first
 
 
 class Stopped(Exception):
-    """Raised inside a worker when another worker failed and the run is being stopped."""
+    """Raised inside a worker when another worker failed, or the run was interrupted, and it is being stopped."""
 
 
 class UpdateLog:
@@ -53,7 +48,9 @@ class UpdateLog:
         self.reserved = 0
         self.published = 0
         self.folded = [0] * workers
-        self.staleness: list[int] = []  # per published record, in publish order
+        self.staleness: list[int] = []  # per published update, in publish order
+        self.totals = {"steps": 0, "samples": 0, "nnz": 0, "rows_touched": 0}
+        self.steps_by_worker = [0] * workers
         self.records: dict[int, Record] | None = {} if keep else None
         self.error: BaseException | None = None
         self._ready: set[int] = set()
@@ -71,9 +68,13 @@ class UpdateLog:
         self.touched = np.zeros((L, pair_cap), dtype=np.int64)  # (L, cap) the rows with pairs, ascending
         self.n_touched = np.zeros(L, dtype=np.int64)  # (L,) how many: folds visit only those rows
 
+    def fits(self, batch: int, pairs: int) -> bool:
+        return batch <= self.batch_cap and pairs <= self.pair_cap
+
     def grow(self, batch_cap: int, pair_cap: int) -> None:
         """Enlarge the slots; only when every published record is folded everywhere and none is reserved."""
-        assert self.reserved == self.published == min(self.folded)
+        if not self.reserved == self.published == min(self.folded):
+            raise RuntimeError("the update log can grow only when every record is folded and none is in flight")
         self._allocate(max(batch_cap, self.batch_cap), max(pair_cap, self.pair_cap))
 
     def slot(self, seq: int) -> int:
@@ -83,13 +84,52 @@ class UpdateLog:
         """Ring slots of records start..stop-1, in order."""
         return np.arange(start, stop, dtype=np.int64) % self.slots
 
+    # ---- slot contents -------------------------------------------------------------------
+    def write_update(self, seq: int, update) -> int:
+        """Write an Update (its Gram rows already in ``g_rows[slot, :B]``) to slot ``seq``; returns rows touched."""
+        s, B = self.slot(seq), update.batch.size
+        self.batch[s, :B] = update.batch
+        self.rec_size[s] = B
+        self.n_touched[s] = K.group_by_row(
+            self.m, update.fired_ptr, update.fired_rows, update.coefs, self.row_ptr[s], self.owner[s], self.coef[s],
+            self.touched[s],
+        )  # fmt: skip
+        return int(self.n_touched[s])
+
+    def write_record(self, seq: int, record: Record) -> int:
+        """Write a Record (its Gram rows already in ``g_rows[slot, :B]``) to slot ``seq``; returns rows touched."""
+        s, B, nnz = self.slot(seq), record.batch.size, record.rows.size
+        self.batch[s, :B] = record.batch
+        self.rec_size[s] = B
+        counts = np.bincount(record.rows, minlength=self.m)  # (m,) pairs per row; rows are ascending
+        np.cumsum(counts, out=self.row_ptr[s, 1:])
+        self.row_ptr[s, 0] = 0
+        self.owner[s, :nnz] = record.owner
+        self.coef[s, :nnz] = record.coef
+        rows = np.flatnonzero(counts)
+        self.touched[s, : rows.size] = rows
+        self.n_touched[s] = rows.size
+        return rows.size
+
+    def record(self, seq: int, worker: int, staleness: int) -> Record:
+        """The update in slot ``seq`` as a self-contained Record (copies)."""
+        s = self.slot(seq)
+        counts = np.diff(self.row_ptr[s])
+        nnz = int(self.row_ptr[s, -1])
+        return Record(
+            seq=seq, worker=worker, staleness=staleness, batch=self.batch[s, : self.rec_size[s]].copy(),
+            rows=np.repeat(np.arange(self.m, dtype=np.int32), counts), owner=self.owner[s, :nnz].astype(np.int32),
+            coef=self.coef[s, :nnz].copy(),
+        )  # fmt: skip
+
     # ---- coordination ------------------------------------------------------------------
-    def reserve(self, worker: int, snapshot: int, max_staleness: int | None, end: int):
+    def reserve(self, worker: int, snapshot: int, max_staleness: int | None, end: int) -> int | Answer:
         """Hand out the next sequence number to a worker whose state includes records < snapshot.
 
-        Returns the number, or None when ``end`` records have been handed out, or "stale"
-        (after waiting until the missing records are published: recompute from them), or
-        "full" (the ring needs this worker to fold first).
+        Returns the number, or Answer.DONE when ``end`` records have been handed out, or
+        Answer.STALE (after waiting until the missing records are published: recompute from
+        them), or Answer.FULL (the ring needs this worker to fold first). Raises Stopped
+        when the run is being stopped.
         """
         with self.changed:
             while True:
@@ -97,42 +137,49 @@ class UpdateLog:
                     raise Stopped
                 seq = self.reserved
                 if seq >= end:
-                    return None
+                    return Answer.DONE
                 if max_staleness is not None and seq - snapshot > max_staleness:
                     self.changed.wait_for(lambda seq=seq: self.published >= seq or self.error is not None)
-                    return "stale"
+                    return Answer.STALE
                 if seq - min(self.folded) >= self.slots:
                     if self.folded[worker] == min(self.folded) or self.published > snapshot:
-                        return "full"
+                        return Answer.FULL
                     self.changed.wait()
                     continue
                 self.reserved += 1
                 return seq
 
-    def publish(self, seq: int, staleness: int | None, record: Record | None = None) -> None:
-        """Make record ``seq`` (already written to its slot) visible to every worker.
+    def publish(self, seq: int, worker: int, staleness: int, samples: int, nnz: int, touched: int, record=None) -> None:
+        """Make the update in slot ``seq`` (already written) visible to every worker: it takes effect now.
 
-        ``staleness`` None marks an empty record (its producer failed); ``record`` is the
-        copy kept for replay when the log keeps records.
+        ``record`` is the copy kept for replay when the log keeps records.
         """
         with self.changed:
-            if staleness is not None:
-                self.staleness.append(staleness)
+            self.staleness.append(staleness)
+            t = self.totals
+            t["steps"], t["samples"], t["nnz"], t["rows_touched"] = (
+                t["steps"] + 1, t["samples"] + samples, t["nnz"] + nnz, t["rows_touched"] + touched
+            )  # fmt: skip
+            self.steps_by_worker[worker] += 1
             if record is not None and self.records is not None:
                 self.records[seq] = record
-            self._ready.add(seq)
-            while self.published in self._ready:
-                self._ready.remove(self.published)
-                self.published += 1
-            self.changed.notify_all()
+            self._advance(seq)
 
     def publish_empty(self, seq: int) -> None:
-        """Fill a reserved slot with a record that changes nothing (its producer failed)."""
+        """Fill a reserved slot with a record that changes nothing (its producer failed): no hole in the log."""
         s = self.slot(seq)
         self.rec_size[s] = 0
         self.row_ptr[s] = 0
         self.n_touched[s] = 0
-        self.publish(seq, None)  # no staleness: it is no update
+        with self.changed:
+            self._advance(seq)
+
+    def _advance(self, seq: int) -> None:
+        self._ready.add(seq)
+        while self.published in self._ready:
+            self._ready.remove(self.published)
+            self.published += 1
+        self.changed.notify_all()
 
     def mark_folded(self, worker: int, upto: int) -> None:
         with self.changed:

@@ -8,6 +8,7 @@ both engines see the same batches for the same seed and report the same history.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -17,6 +18,7 @@ from ..base.errors import DivergenceError, ValidationError
 from ..base.random import BatchSampler
 from ..base.validation import check_dtype, check_float, check_indices, check_int, check_targets
 from ..model.net import check_net, check_seed
+from .interrupts import InterruptGuard, interrupt_guard
 
 
 class SGDLoop:
@@ -38,6 +40,7 @@ class SGDLoop:
         self._inv_sqrt_m = 1.0 / math.sqrt(self.net.width)
         self._last_log = {"step": 0, "seconds": 0.0, "counters": {}}
         self._callback = None
+        self._guard = None  # the InterruptGuard of the run in progress
 
     # ---- the public loop ---------------------------------------------------------------
     def run(
@@ -76,6 +79,15 @@ class SGDLoop:
         plan = self._plan(steps, batches)
         total = len(plan) if isinstance(plan, list) else plan
         log_every = max(1, total // 10) if log_every is None else check_int(log_every, "log_every", low=0)
+        with interrupt_guard() as guard:  # Ctrl-C stops the run only where its state is consistent
+            self._guard = guard
+            try:
+                self._run(plan, total, log_every, checkpoint, every, guard)
+            finally:
+                self._guard = None
+        return self.history
+
+    def _run(self, plan, total, log_every, checkpoint, every, guard) -> None:
         if not self.history:
             self._log()
         done = since_checkpoint = 0
@@ -84,9 +96,9 @@ class SGDLoop:
             size = min(to_log, total - done, (every or total) - since_checkpoint)
             started = time.perf_counter()
             try:
-                self._advance(plan[done : done + size] if isinstance(plan, list) else size)
+                self._advance(plan[done : done + size] if isinstance(plan, list) else size, guard)
             except BaseException:
-                if checkpoint is not None:  # the state is consistent: keep it for a resume
+                if checkpoint is not None:  # every step is whole and the workers have stopped: keep it for a resume
                     self._save_checkpoint(checkpoint)
                 raise
             finally:
@@ -98,7 +110,7 @@ class SGDLoop:
             if checkpoint is not None and (since_checkpoint == every or done == total):
                 self._save_checkpoint(checkpoint)
                 since_checkpoint = 0
-        return self.history
+            guard.check()
 
     def _checkpoint_path(self, path):
         raise ValidationError(f"checkpoints are written by KronSGD runs; {type(self).__name__} has none.")
@@ -106,11 +118,16 @@ class SGDLoop:
     def _save_checkpoint(self, path) -> None:  # pragma: no cover - only KronSGD checkpoints
         raise NotImplementedError
 
-    def _advance(self, work) -> None:
-        """Run ``work`` steps (an int: sampled batches, or a list of batches), one at a time."""
+    def _advance(self, work, guard=None) -> None:
+        """Run ``work`` steps (an int: sampled batches, or a list of batches), one at a time.
+
+        A Ctrl-C is acted on between two steps (``guard.check``), never inside one.
+        """
+        guard = InterruptGuard() if guard is None else guard
         for batch in work if isinstance(work, list) else (self.sampler.next() for _ in range(work)):
             self._guarded_step(batch)
             self.step_count += 1
+            guard.check()
 
     def _guarded_step(self, batch: np.ndarray) -> None:
         try:
@@ -178,22 +195,28 @@ class SGDLoop:
             "published": counters.get("steps", 0),
         }
         if self._callback is not None:
-            self._callback(self, entry)
+            with self._guard.released() if self._guard is not None else contextlib.nullcontext():
+                self._callback(self, entry)
 
     def _log_extras(self, since: int) -> dict:
         """Engine-specific fields of a history record (none by default)."""
         return {}
 
     def _diverged(self, value: float, batch: np.ndarray, cause: str | None = None) -> DivergenceError:
-        what = f"floating-point {cause}" if cause else f"the batch loss is {value:.3g}"
-        return DivergenceError(
-            f"training diverged at step {self.step_count + 1}: {what} "
-            f"(batch of {batch.size} points). The model was left at its state after step "
-            f"{self.step_count}. Lower lr (now {self.lr:g}) and start again."
-        )
+        return divergence_error(self.step_count, self.lr, value, batch.size, cause)
 
     def counters(self) -> dict:  # pragma: no cover - overridden
         return {}
 
     def predict(self, data) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
+
+
+def divergence_error(steps: int, lr: float, value: float, batch_size: int, cause: str | None = None) -> DivergenceError:
+    """The error of a step that would diverge after ``steps`` good ones (nothing was changed)."""
+    what = f"floating-point {cause}" if cause else f"the batch loss is {value:.3g}"
+    return DivergenceError(
+        f"training diverged at step {steps + 1}: {what} "
+        f"(batch of {batch_size} points). The model was left at its state after step "
+        f"{steps}. Lower lr (now {lr:g}) and start again."
+    )

@@ -2,9 +2,11 @@
 
 Each worker actor owns a contiguous shard of the training points (its columns of P and
 alpha) and holds the factors of all points, so it computes the Gram blocks it needs itself.
-An ordering actor keeps the update log: records travel as small NumPy arrays (batch,
-fired rows, batch positions, coefficients) whose size depends on nnz only, never on d or n.
-A worker applies every record to its own columns in log order — alpha included, from the
+An ordering actor keeps the update log: records travel as ``Record`` objects (batch, fired
+rows, batch positions, coefficients) whose size depends on nnz only, never on d or n. A
+worker computes its updates with the engine's one compute function (``record.compute_update``)
+and applies every record, in log order, with the engine's one fold (``fold.fold``) through a
+ring of its own (``log.UpdateLog`` over its shard's columns) — alpha included, from the
 record of its own points — so a worker actor that dies is replaced by one that rebuilds its
 shard from the seed (P0) and the log: no update lost, none applied twice.
 
@@ -17,11 +19,12 @@ import copy
 
 import numpy as np
 
-from ..base.errors import DivergenceError, ValidationError
+from ..base.errors import ValidationError
 from ..base.random import BatchSampler
-from ..kernels import step as K
-from .log import Record
-from .worker import step_coefficients
+from .fold import fold
+from .log import UpdateLog
+from .loop import divergence_error
+from .record import Buffers, Record, compute_update, to_record
 
 DONE, STALE = -1, -2  # answers of OrderingLog.append besides a sequence number
 
@@ -47,10 +50,11 @@ class OrderingLog:
     """The update log (a Ray actor): hands out sequence numbers and serves records in order."""
 
     def __init__(self):
-        self.records, self.staleness, self.workers, self.stopped = [], [], [], False
+        self.records: list[Record] = []
+        self.stopped = False
         self.counters = {"steps": 0, "samples": 0, "nnz": 0, "rows_touched": 0}
 
-    def append(self, record, worker: int, snapshot: int, max_staleness, end: int):
+    def append(self, record: Record, snapshot: int, max_staleness, end: int):
         """Log ``record`` from a worker whose state holds records < snapshot.
 
         Returns (its sequence number or DONE or STALE, the records from ``snapshot`` on,
@@ -62,12 +66,10 @@ class OrderingLog:
         elif max_staleness is not None and seq - snapshot > max_staleness:
             seq = STALE
         else:
+            record = Record(seq, record.worker, seq - snapshot, record.batch, record.rows, record.owner, record.coef)
             self.records.append(record)
-            self.staleness.append(seq - snapshot)
-            self.workers.append(worker)
-            batch, rows = record[0], record[1]
-            c = self.counters
-            c["steps"], c["samples"], c["nnz"] = c["steps"] + 1, c["samples"] + batch.size, c["nnz"] + rows.size
+            c, rows = self.counters, record.rows
+            c["steps"], c["samples"], c["nnz"] = c["steps"] + 1, c["samples"] + record.batch.size, c["nnz"] + rows.size
             c["rows_touched"] += int(np.count_nonzero(np.diff(rows)) + (rows.size > 0))
         return seq, self.records[snapshot:], len(self.records), self.stopped
 
@@ -77,12 +79,12 @@ class OrderingLog:
     def set_stopped(self, stopped: bool) -> None:
         self.stopped = stopped
 
-    def summary(self, since: int):
-        return len(self.records), self.staleness[since:], self.workers[since:], dict(self.counters)
+    def summary(self):
+        return len(self.records), dict(self.counters)
 
 
 class ShardWorker:
-    """A worker actor: points start:stop of ``data`` (unit-normalised), its P and alpha columns."""
+    """A worker actor: points start:stop of ``data`` (unit-normalised), its P and alpha columns, a ring of records."""
 
     def __init__(self, wid, start, stop, net, data, y, cfg, log, incarnation=0):
         self.wid, self.start, self.stop, self.log = wid, start, stop, log
@@ -95,29 +97,28 @@ class ShardWorker:
         self.G = data.gram(other=shard).astype(self.dtype) if cfg["gram"] == "precomputed" else None  # (n, n_w)
         self.shard = shard
         self.a = np.ascontiguousarray(net.a, dtype=np.float64)  # (m, C)
-        self.shift, self.inv_sqrt_m = net.shift, 1.0 / np.sqrt(m)
+        self.shift = net.shift
         self.sampler = BatchSampler(
             np.arange(start, stop), cfg["batch_size"], cfg["seed"], worker=wid + 1009 * incarnation
         )
+        B = cfg["batch_size"]
+        self.ring = UpdateLog(2, m, n_w, B, B * m, self.dtype, 1)  # the records of the log, folded one at a time
+        self.buffers = Buffers(m, self.a.shape[1], B, B * m, self.dtype)
         self.applied = 0  # records 0..applied-1 are in P and alpha
         self.retry = None
 
-    # ---- apply -------------------------------------------------------------------------
+    # ---- apply: the engine's fold, one record at a time ----------------------------------
     def _apply(self, records) -> None:
-        m = self.P.shape[0]
-        for batch, rows, owner, coef in records:
-            B = batch.size
-            g = self.G[batch] if self.G is not None else self.data.gram(rows=batch, other=self.shard)  # (B, n_w)
-            row_ptr = np.zeros((1, m + 1), dtype=np.int64)
-            np.cumsum(np.bincount(rows, minlength=m), out=row_ptr[0, 1:])
-            touched = np.unique(rows).astype(np.int64)[None]  # (1, u) the rows with pairs, ascending
-            K.fold_records(
-                self.P, g.astype(self.dtype).reshape(1, B, -1), row_ptr, owner.astype(np.int64)[None],
-                coef.astype(self.dtype)[None], np.zeros(1, dtype=np.int64), 0, self.P.shape[1], touched,
-                np.array([touched.shape[1]]),
-            )  # fmt: skip
-            mine = (batch[owner] >= self.start) & (batch[owner] < self.stop)
-            np.add.at(self.alpha, (rows[mine], batch[owner[mine]] - self.start), coef[mine].astype(self.dtype))
+        ring = self.ring
+        for record in records:
+            seq = self.applied
+            if not ring.fits(record.batch.size, record.rows.size):
+                ring.grow(record.batch.size, record.rows.size)
+            g = ring.g_rows[ring.slot(seq), : record.batch.size]  # (B, n_w)
+            g[:] = self.G[record.batch] if self.G is not None else self.data.gram(rows=record.batch, other=self.shard)
+            ring.write_record(seq, record)
+            ring.reserved = ring.published = seq + 1
+            fold(ring, 0, self.P, self.alpha, (self.start, self.stop), seq + 1, local=True)
             self.applied += 1
 
     def catch_up(self):
@@ -127,28 +128,15 @@ class ShardWorker:
         self._apply(records)
         return total, stopped
 
-    # ---- compute -----------------------------------------------------------------------
-    def _update(self, batch):
+    # ---- compute: the engine's compute, from this worker's current columns ---------------
+    def _update(self, batch) -> Record:
         """The record of one SGD step on ``batch`` from this worker's current columns."""
-        e, B, m = self.cfg, batch.size, self.P.shape[0]
+        e, m = self.cfg, self.P.shape[0]
         cols = np.ascontiguousarray(self.P[:, batch - self.start])  # (m, B)
-        fired_ptr, fired_rows = np.zeros(B + 1, dtype=np.int64), np.zeros(m * B, dtype=np.int64)
-        f = np.zeros((B, self.a.shape[1]))
-        nnz = K.forward_batch(cols, self.a, np.arange(B), self.shift, self.inv_sqrt_m, fired_ptr, fired_rows, f)
-        coefs = np.zeros(nnz, dtype=self.dtype)
-        batch_loss, diverged = step_coefficients(
-            self.a, f, self.y[batch], fired_ptr, fired_rows, -e["lr"] * self.inv_sqrt_m, e["gram_bound"], self.dtype,
-            coefs,
-        )  # fmt: skip
-        if diverged:
-            raise DivergenceError(
-                f"training diverged: the batch loss is {batch_loss:.3g} on worker {self.wid}. "
-                f"Lower lr (now {e['lr']:g}) and start again."
-            )
-        row_ptr, owner, coef = np.zeros(m + 1, dtype=np.int64), np.zeros(nnz, np.int64), np.zeros(nnz, self.dtype)
-        K.group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr, owner, coef, np.zeros(nnz, np.int64))
-        rows = np.repeat(np.arange(m, dtype=np.int32), np.diff(row_ptr))
-        return batch, rows, owner.astype(np.int32), coef
+        update = compute_update(cols, batch, self.a, self.shift, self.y[batch], e["lr"], e["gram_bound"], self.buffers)
+        if update.nnz < 0:
+            raise divergence_error(self.applied, e["lr"], update.loss, batch.size, f"on worker {self.wid}")
+        return to_record(update, m, worker=self.wid)
 
     def run(self, end: int) -> None:
         """Make updates until the log holds ``end`` records (or the run is stopped)."""
@@ -158,7 +146,7 @@ class ShardWorker:
         while not stopped and total < end:
             batch = self.retry if self.retry is not None else self.sampler.next()
             self.retry = batch
-            answer = self.log.append.remote(self._update(batch), self.wid, self.applied, self.cfg["max_staleness"], end)
+            answer = self.log.append.remote(self._update(batch), self.applied, self.cfg["max_staleness"], end)
             seq, records, total, stopped = ray.get(answer)
             self._apply(records)  # everything logged since this worker's snapshot, its own record included
             if seq != STALE:
@@ -183,7 +171,7 @@ class RayEngine:
         self._worker_cls = ray.remote(num_cpus=0)(ShardWorker)
         t = trainer
         self.cfg = {"dtype": t.dtype.name, "gram": t.gram_mode, "batch_size": t.batch_size, "seed": t.seed,
-                    "lr": t.lr, "max_staleness": t.max_staleness, "gram_bound": t._gram_bound}  # fmt: skip
+                    "lr": t.lr, "max_staleness": t.max_staleness, "gram_bound": t.shared.gram_bound}  # fmt: skip
         self.refs = (ray.put(net_for_workers), ray.put(t.data), ray.put(t.y))
         self.bounds = np.linspace(0, t.n, workers + 1).round().astype(int)
         self.incarnations = [0] * workers
@@ -210,23 +198,31 @@ class RayEngine:
             w, int(self.bounds[w]), int(self.bounds[w + 1]), *self.refs, self.cfg, self.log, self.incarnations[w]
         )
 
-    def run_for(self, work) -> None:
+    def run_for(self, work, guard) -> None:
         """The trainer's ``_advance``: ``work`` updates over all worker actors."""
         if isinstance(work, list):
             raise ValidationError("batches= drives one worker; with workers > 1 each worker samples its own shard.")
-        try:
-            self.advance(work)
-        finally:
-            self.trainer.step_count = self.seen
+        self.advance(work, guard)
+        guard.check()
 
-    def advance(self, count: int) -> None:
-        """Run until ``count`` more records are logged; restart workers that die on the way."""
+    def advance(self, count: int, guard) -> None:
+        """Run until ``count`` more records are logged; restart workers that die on the way.
+
+        A Ctrl-C (``guard``) stops the workers after their update in hand; P and alpha are
+        gathered in every case before this returns or raises.
+        """
         ray = self.ray
         end = self.seen + count
         pending = {actor.run.remote(end): w for w, actor in enumerate(self.actors)}
         error = None
         while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.05)
+            if guard.requested and error is None:
+                error = KeyboardInterrupt()
+                ray.get(self.log.set_stopped.remote(True))
+            if not ready:
+                continue
+            ref = ready[0]
             w = pending.pop(ref)
             try:
                 ray.get(ref)
@@ -241,7 +237,7 @@ class RayEngine:
                 ray.get(self.log.set_stopped.remote(True))
         ray.get(self.log.set_stopped.remote(False))
         self.gather()
-        if error is not None:
+        if error is not None and not isinstance(error, KeyboardInterrupt):  # a Ctrl-C is the guard's to raise
             raise error
 
     def gather(self) -> None:
@@ -251,12 +247,11 @@ class RayEngine:
         for start, P, alpha in states:
             t._P[:, start : start + P.shape[1]] = P
             t.alpha[:, start : start + P.shape[1]] = alpha
-        total, staleness, workers, counters = self.ray.get(self.log.summary.remote(self.seen))
-        t.log.staleness.extend(staleness)
-        if t.log.records is not None and total > self.seen:
+        total, counters = self.ray.get(self.log.summary.remote())
+        if total > self.seen:
             records, _, _ = self.ray.get(self.log.fetch.remote(self.seen))
-            for k, (batch, rows, owner, coef) in enumerate(records):
-                seq = self.seen + k
-                t.log.records[seq] = Record(seq, workers[k], staleness[k], batch, rows.astype(np.int64),
-                                            owner.astype(np.int64), coef)  # fmt: skip
+            t.log.staleness.extend(r.staleness for r in records)
+            if t.log.records is not None:
+                t.log.records.update((r.seq, r) for r in records)
+        t.log.totals.update(counters)
         self.seen, self.counters = total, counters

@@ -36,7 +36,8 @@ def resume(path, data, y, memory_budget=None):
     trainer = KronSGD(
         net, data, y, lr=tcfg["lr"], batch_size=tcfg["batch_size"], seed=tcfg["seed"], gram=tcfg["gram"],
         dtype=tcfg["dtype"], memory_budget=memory_budget, window=tcfg["window"], workers=tcfg["workers"],
-        max_staleness=tcfg["max_staleness"], keep_log=tcfg["keep_log"], _restore=restore,
+        max_staleness=tcfg["max_staleness"], keep_log=tcfg["keep_log"], fired=tcfg.get("fired", "auto"),
+        backend=tcfg.get("backend", "threads"), _restore=restore,
     )  # fmt: skip
     if fingerprint(*trainer.data.factors) != meta["data"]:
         raise FileFormatError(f"data differs from the training points of the run saved in {path}.")
@@ -48,10 +49,16 @@ def resume(path, data, y, memory_budget=None):
     log.staleness[:] = arrays["staleness"].tolist()
     if "rec_meta" in arrays:
         _restore_records(log, arrays)
+    totals = {key: 0 for key in log.totals}
     for w, state, counters in zip(trainer.workers, meta["samplers"], meta["counters"], strict=True):
         w.sampler.rng.bit_generator.state = state
         w.snapshot = meta["published"]
-        w.counters.update(counters)
+        for key, value in counters.items():  # files written before the log kept the totals: per worker
+            if key in totals:
+                totals[key] += value
+            else:
+                w.counters[key] = value
+    log.totals.update(meta.get("totals", totals))
     trainer.step_count, trainer.train_seconds = meta["step_count"], meta["train_seconds"]
     trainer.history[:] = meta["history"]
     trainer._last_log = meta["last_log"]
@@ -64,7 +71,8 @@ def _restore_records(log, arrays) -> None:
         b, p = offsets["b"], offsets["p"]
         log.records[seq] = Record(
             seq=seq, worker=worker, staleness=staleness, batch=arrays["rec_batch"][b : b + size],
-            rows=arrays["rec_rows"][p : p + nnz], owner=arrays["rec_owner"][p : p + nnz],
+            rows=arrays["rec_rows"][p : p + nnz].astype(np.int32),
+            owner=arrays["rec_owner"][p : p + nnz].astype(np.int32),
             coef=arrays["rec_coef"][p : p + nnz],
         )  # fmt: skip
         offsets["b"], offsets["p"] = b + size, p + nnz

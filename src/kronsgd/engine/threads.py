@@ -1,7 +1,10 @@
 """Run workers on threads until the log holds ``end`` records; the kernels release the GIL.
 
-A worker that raises stops the others (they finish the update in hand, so the log has no
-hole) and its exception, with its own traceback, is returned to the caller.
+A worker that raises stops the others: each finishes the update in hand (so the log has no
+hole) and returns. Ctrl-C reaches only the main thread, which waits here: it stops the
+workers the same way. In every case ``run_workers`` returns only once every thread has
+ended, with the first error (the worker's own, with its traceback) for the caller to raise
+after it has folded the log: no thread outlives a run, and no waiter is left blocked.
 """
 
 from __future__ import annotations
@@ -12,11 +15,16 @@ import numpy as np
 
 from .log import Stopped
 
+_POLL = 0.05  # seconds between the main thread's looks at Ctrl-C while workers run
 
-def run_workers(workers, end: int) -> BaseException | None:
-    """Drive every worker's loop on its own thread; returns the first error, or None."""
-    engine = workers[0].engine
-    log = engine.log
+
+def run_workers(workers, end: int, guard, diverged) -> BaseException | None:
+    """Drive every worker's loop on its own thread; returns the first error, or None.
+
+    ``guard`` is the run's InterruptGuard; ``diverged(loss, batch)`` makes the error of a
+    floating-point overflow.
+    """
+    log = workers[0].log
     errors: list[BaseException] = []
     start = threading.Barrier(len(workers))  # all begin together, not in thread-start order
 
@@ -29,7 +37,7 @@ def run_workers(workers, end: int) -> BaseException | None:
         except Stopped:
             pass
         except FloatingPointError as exc:
-            errors.append(engine._diverged(float("inf"), np.zeros(engine.batch_size), cause=str(exc)))
+            errors.append(diverged(float("inf"), np.zeros(worker.buffers.local.size), str(exc)))
             log.stop(errors[-1])
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             errors.append(exc)
@@ -38,14 +46,10 @@ def run_workers(workers, end: int) -> BaseException | None:
     threads = [threading.Thread(target=loop, args=(w,), name=f"kronsgd-worker-{w.id}", daemon=True) for w in workers]
     for t in threads:
         t.start()
-    try:
-        for t in threads:
-            t.join()
-    except BaseException as exc:  # e.g. KeyboardInterrupt in the caller: stop the workers, then re-raise
-        log.stop(exc)
-        for t in threads:
-            t.join()
-        log.clear_error()
-        raise
+    for t in threads:
+        while t.is_alive():
+            t.join(_POLL)
+            if guard.requested and log.error is None:
+                log.stop(KeyboardInterrupt())  # the request stays set: the caller acts on it once all is folded
     log.clear_error()
     return errors[0] if errors else None

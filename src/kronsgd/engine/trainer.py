@@ -4,7 +4,9 @@ State (DESIGN.md §3): the implicit weights alpha (m, n), w_r = w_r(0) + Σ_j al
 and the pre-activations P (m, n) = <w_r, x_j>. A step touches only the rows of P whose
 neurons fired on the batch: O(nnz(c) · n) work. Steps are update records in a log
 (log.py); workers (worker.py) own shards of points and fold the log into their columns of
-P. One worker is the sequential algorithm; several run on threads (threads.py).
+P and alpha (fold.py). One worker is the sequential algorithm; several run on threads
+(threads.py) or as Ray actors (ray_backend.py). This module wires them together: the plan
+(plan.py) decides sizes and modes, and nothing here computes or applies an update itself.
 """
 
 from __future__ import annotations
@@ -15,23 +17,20 @@ from pathlib import Path
 import numpy as np
 
 from ..base.errors import ValidationError
-from ..base.memory import GRAM_SHARE, format_bytes, require, resolve_budget
+from ..base.memory import resolve_budget
 from ..base.random import BatchSampler
 from ..base.validation import check_choice, check_int
 from ..kernels import step as K
-from ..model.net import fire_fraction
+from ..kernels.warmup import compile_step_kernels
 from .checkpoint import save_checkpoint
+from .interrupts import InterruptGuard, interrupt_guard
 from .log import UpdateLog
-from .loop import SGDLoop
+from .loop import SGDLoop, divergence_error
+from .plan import Sizes, gram_matrix, plan_run
 from .ray_backend import RayEngine, frozen_copy
 from .threads import run_workers
-from .tree import FiredTree, predict_fired, tree_bytes
-from .worker import NeedsRoom, Worker
-
-_WINDOW_MAX = 8  # pending records; fastest at n = 4096 on a 2-core machine (benchmarks/bench_window.py)
-_FOLD_BYTES = 16 * 2**20  # "auto": the Gram rows of one window's records stay inside L3 (window 8 up to n = 16384)
-_P_CACHED_BYTES = 4 * 2**20  # "auto": below this P lives in cache and the window is 1 (measured: faster)
-_SHORT_ROWS = 1024  # "auto": with fewer points than this the window is 1
+from .tree import FiredTree
+from .worker import NeedsRoom, Shared, Worker
 
 
 class KronSGD(SGDLoop):
@@ -79,9 +78,18 @@ class KronSGD(SGDLoop):
         changes, and float32 bounds as large as P in float32 (half of P in float64). Both
         give the same fired sets in the same order: the iterates are the same bits. The
         tree folds every update at once (window 1). It wins when m is large (see
-        benchmarks/bench_tree.py). "auto" picks the one a cost model, calibrated on this
-        machine once per process, predicts faster; ``trainer.fired_mode`` and every
-        history record say which.
+        benchmarks/bench_tree.py). "auto" picks the one a cost model predicts faster
+        (``engine.tree_cost``: unit costs measured on this machine the first time they are
+        needed, kept for the process); ``trainer.fired_mode`` and every history record say
+        which. The Ray backend scans.
+    backend : {"threads", "ray"}, default "threads"
+        Where the workers run: threads of this process (numba kernels release the GIL), or
+        Ray actors, one per worker, each holding its shard of P and alpha and a copy of the
+        factors, with an ordering actor holding the log (see the README's "Ray" section).
+    ray_address : str, optional
+        With backend="ray": the cluster to join, passed to ``ray.init(address=...)`` (e.g.
+        "auto" or "ray://host:10001"); None starts a local Ray, or uses the one already
+        initialised in this process.
 
     Examples
     --------
@@ -127,72 +135,76 @@ class KronSGD(SGDLoop):
         self.max_staleness = None if max_staleness is None else check_int(max_staleness, "max_staleness", low=0)
         gram = check_choice(gram, "gram", ("auto", "precomputed", "on_the_fly"))
         fired = check_choice(fired, "fired", ("auto", "scan", "tree"))
-        backend = check_choice(backend, "backend", ("threads", "ray"))
-        if backend == "ray":
+        self.backend = check_choice(backend, "backend", ("threads", "ray"))
+        if self.backend == "ray":
             fired = "scan" if fired == "auto" else fired
             if fired == "tree":
                 raise ValidationError("fired='tree' runs on the threads backend; the Ray backend scans.")
         window = window if window == "auto" else check_int(window, "window", low=1)
-        budget = resolve_budget(memory_budget)
-        self.fired_mode = _fired_mode(self, fired, window, workers, budget, gram)
-        tree = self.fired_mode == "tree"
-        tree_memory = tree_bytes(self.net.width, self.n, self.dtype.itemsize, workers) if tree else 0
-        self.gram_mode, self.window_size, slots, pairs = _plan_memory(
-            self, gram, budget, 1 if tree else window, workers, tree_memory
-        )
         m, n = self.net.width, self.n
-        net_for_workers = frozen_copy(self.net) if backend == "ray" else None  # the weights before this run
-        if _restore is None and backend == "ray":  # the worker actors compute P0 on their shards
-            _restore = {"P": np.zeros((m, n), self.dtype), "alpha": np.zeros((m, n), self.dtype)}
-        if _restore is None:  # a checkpoint brings its own P and alpha (see resume.py)
+        sizes = Sizes(m, n, self.batch_size, self.dtype, self.net.shift, workers)
+        plan = plan_run(sizes, gram, window, fired, resolve_budget(memory_budget))
+        self.fired_mode, self.gram_mode = plan.fired, plan.gram
+        net_for_workers = frozen_copy(self.net) if self.backend == "ray" else None  # the weights before this run
+        if _restore is not None:  # a checkpoint brings its own P and alpha (see resume.py)
+            self._P, self.alpha = _restore["P"], _restore["alpha"]
+        elif self.backend == "ray":  # the worker actors compute P0 on their shards
+            self._P, self.alpha = np.zeros((m, n), self.dtype), np.zeros((m, n), self.dtype)
+        else:
             self._P = self.net.preactivations(self.data, prepared=True, dtype=self.dtype)  # (m, n) <w_r, x_j>
             self.alpha = np.zeros((m, n), dtype=self.dtype)  # (m, n) implicit weights, owned here
-        else:
-            self._P, self.alpha = _restore["P"], _restore["alpha"]
         self.net.attach_support(self.data, self.alpha)
         self._a = np.ascontiguousarray(self.net.a, dtype=np.float64)  # (m, C)
-        self.G = self.data.gram().astype(self.dtype) if self.gram_mode == "precomputed" else None  # (n, n)
+        self.G = gram_matrix(self.data, self.dtype) if self.gram_mode == "precomputed" else None  # (n, n)
         self._gram_entries = n * n if self.G is not None else 0
-        # |G[i, j]| <= max_i ||x_i||², so one step moves a P entry by at most Σ|c| times this.
-        self._gram_bound = float(np.max(self.data.norms()) ** 2)
 
-        self.log = UpdateLog(slots, m, n, self.batch_size, pairs, self.dtype, workers, keep=keep_log)
+        self.log = UpdateLog(plan.slots, m, n, self.batch_size, plan.pairs, self.dtype, workers, keep=keep_log)
         bounds = np.linspace(0, n, workers + 1).round().astype(int)  # contiguous shards of points
+        ranges = list(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True))
         # the tree indexes P as it is now, so it is built after any restore; workers own its columns as P's
-        self.tree = FiredTree(self._P, list(zip(bounds[:-1], bounds[1:], strict=True))) if tree else None
+        tree = FiredTree(self._P, ranges) if self.fired_mode == "tree" else None
+        self.shared = Shared(
+            P=self._P, alpha=self.alpha, a=self._a, shift=self.net.shift, y=self.y, lr=self.lr,
+            # |G[i, j]| <= max_i ||x_i||², so one step moves a P entry by at most Σ|c| times this
+            gram_bound=float(np.max(self.data.norms()) ** 2), G=self.G, data=self.data, window=plan.window,
+            max_staleness=self.max_staleness, tree=tree, diverged=self._worker_diverged,
+        )  # fmt: skip
         self.workers = []
-        for w in range(workers):
-            shard = np.arange(bounds[w], bounds[w + 1])
+        for w, (start, stop) in enumerate(ranges):
+            shard = np.arange(start, stop)
             sampler = self.sampler if workers == 1 else BatchSampler(shard, self.batch_size, self.seed, worker=w)
-            self.workers.append(Worker(w, self, bounds[w], bounds[w + 1], sampler))
-        self._warm_up()
-        self._ray = RayEngine(self, net_for_workers, workers, ray_address) if backend == "ray" else None
+            self.workers.append(Worker(w, self.shared, self.log, start, stop, sampler, self.batch_size))
+        compile_step_kernels(self.dtype, tree is not None)
+        self._ray = RayEngine(self, net_for_workers, workers, ray_address) if self.backend == "ray" else None
 
-    def _warm_up(self) -> None:
-        """Compile (or load from cache) every kernel for this dtype now rather than in step 1."""
-        w = self.workers[0]
-        empty = np.zeros(0, dtype=np.int64)
-        for _ in range(2):  # the second empty update exercises the correction of the first
-            w.produce(self.log.reserved + 1, batch=empty)
-        self._flush()
-        self.log.staleness.clear()
-        if self.log.records is not None:
-            self.log.records.clear()
-        w.counters.update(steps=0)
+    @property
+    def window_size(self) -> int:
+        """Records a worker may leave unfolded (1: every update is folded at once)."""
+        return self.shared.window
+
+    @window_size.setter
+    def window_size(self, value: int) -> None:
+        self.shared.window = value
+
+    @property
+    def tree(self):
+        """The fired-neuron tree (FiredTree) when fired_mode is "tree", else None."""
+        return self.shared.tree
 
     @property
     def P(self) -> np.ndarray:
         """Pre-activations (m, n) = <w_r, x_j>, with every published update folded in."""
-        self._flush()
         return self._P
 
     def _flush(self) -> None:
         """Fold every published record into every worker's columns (call when no worker runs)."""
-        if getattr(self, "_ray", None) is not None:
+        if self._ray is not None:
             return  # the Ray backend gathers P and alpha after every advance
         for w in self.workers:
-            w.snapshot = self.log.published
-            w.fold()
+            w.fold(self.log.published)
+
+    def _worker_diverged(self, loss, batch, cause=None):
+        return divergence_error(self.log.totals["steps"], self.lr, loss, batch.size, cause)
 
     # ---- training ----------------------------------------------------------------------
     def _step(self, batch: np.ndarray) -> None:
@@ -207,27 +219,32 @@ class KronSGD(SGDLoop):
     def _make_room(self, room: NeedsRoom) -> None:
         self._flush()
         self.log.grow(room.batch, 2 * room.pairs)
-        for w in self.workers:
-            w.scratch = np.zeros((self.log.batch_cap, w.local.size), dtype=self.dtype)
 
-    def _advance(self, work) -> None:
-        if self._ray is not None:
-            return self._ray.run_for(work)
-        if len(self.workers) == 1:
-            return super()._advance(work)
-        if isinstance(work, list):
-            raise ValidationError("batches= drives one worker; with workers > 1 each worker samples its own shard.")
-        end = self.log.reserved + work
-        while True:
-            error = run_workers(self.workers, end)
+    def _advance(self, work, guard=None) -> None:
+        """Run ``work`` steps; on return, or on any exception, every published record is folded
+        everywhere and ``step_count`` counts exactly the published updates."""
+        guard = InterruptGuard() if guard is None else guard
+        try:
+            if self._ray is not None:
+                return self._ray.run_for(work, guard)
+            if len(self.workers) == 1:
+                return super()._advance(work, guard)
+            if isinstance(work, list):
+                raise ValidationError("batches= drives one worker; with workers > 1 each worker samples its own shard.")
+            end = self.log.reserved + work
+            while True:
+                error = run_workers(self.workers, end, guard, self._worker_diverged)
+                self._flush()
+                if isinstance(error, NeedsRoom):
+                    self._make_room(error)
+                    continue
+                if error is not None:
+                    raise error
+                guard.check()
+                return
+        finally:
             self._flush()
-            self.step_count = sum(w.counters["steps"] for w in self.workers)
-            if isinstance(error, NeedsRoom):
-                self._make_room(error)
-                continue
-            if error is not None:
-                raise error
-            return
+            self.step_count = self.log.totals["steps"]
 
     def _full_outputs(self):
         out = np.empty((self.n, self.net.outputs))  # (n, C)
@@ -244,12 +261,13 @@ class KronSGD(SGDLoop):
         tree_reported (neurons they reported, updates computed again after a staleness wait
         included), tree_rebuilds (columns rebuilt because their bounds were loose) and
         tree_rows_raised (rows whose bounds a fold raised; the others only spent headroom)."""
-        total = {"steps": 0, "samples": 0, "gram_entries": self._gram_entries, "nnz": 0, "rows_touched": 0}
+        total = dict(self.log.totals if self._ray is None else self._ray.counters)
+        total["gram_entries"] = self._gram_entries
         total["rows_folded"] = 0
-        for counters in [w.counters for w in self.workers] if self._ray is None else [self._ray.counters]:
+        for counters in [w.counters for w in self.workers] if self._ray is None else []:
             for key, value in counters.items():
                 total[key] = total.get(key, 0) + value
-        total["multiply_adds"] = total["nnz"] * self.n
+        total["multiply_adds"] = total.get("nnz", 0) * self.n
         return total
 
     def _log_extras(self, since: int) -> dict:
@@ -284,28 +302,40 @@ class KronSGD(SGDLoop):
 
         A fresh trainer with the same net seed, data and dtype that replays another run's
         ``records`` ends with the same alpha and P, bit for bit: each entry receives the
-        same additions in the same order.
+        same additions in the same order (the same fold as training).
         """
         if len(self.workers) != 1 or self._ray is not None:
             raise ValidationError("replay() runs on a trainer with workers=1 (threads backend).")
-        worker, m = self.workers[0], self.net.width
+        m, log, worker = self.net.width, self.log, self.workers[0]
+        records = list(records)
         for k, rec in enumerate(records):
             if rec.batch.size and (rec.batch.max() >= self.n or (rec.rows.size and rec.rows.max() >= m)):
                 raise ValidationError(f"records[{k}] does not fit this trainer's {self.n} points and {m} neurons.")
-            fired_ptr = np.zeros(rec.batch.size + 1, dtype=np.int64)  # regroup the pairs by batch point
-            order = np.argsort(rec.owner, kind="stable")
-            np.cumsum(np.bincount(rec.owner, minlength=rec.batch.size), out=fired_ptr[1:])
-            worker.fired_ptr, worker.fired_rows = fired_ptr, rec.rows[order]
-            worker.coefs = rec.coef[order].astype(self.dtype)
-            if rec.rows.size > self.log.pair_cap or rec.batch.size > self.log.batch_cap:
-                self._make_room(NeedsRoom(rec.batch.size, rec.rows.size))
-            worker.snapshot = self.log.published
-            if worker.snapshot - self.log.folded[0] >= self.window_size:
-                worker.fold()
-            seq = self.log.reserve(0, self.log.published, None, self.log.reserved + 1)
-            worker.publish(seq, rec.batch, rec.rows.size)
-        worker._allocate(worker.local.size, self.log.pair_cap)
-        self.step_count += len(records)
+        with interrupt_guard() as guard:
+            try:
+                for rec in records:
+                    if not log.fits(rec.batch.size, rec.rows.size):
+                        self._make_room(NeedsRoom(rec.batch.size, rec.rows.size))
+                    if log.published - log.folded[0] >= self.window_size or log.reserved - log.folded[0] >= log.slots:
+                        worker.fold(log.published)
+                    self._replay_one(rec)
+                    guard.check()
+            finally:
+                self._flush()
+                self.step_count = log.totals["steps"]
+
+    def _replay_one(self, rec) -> None:
+        """Log one Record as the next update (the fold applies it like any other)."""
+        log = self.log
+        seq = log.reserve(0, log.published, None, log.reserved + 1)
+        try:
+            rows = log.g_rows[log.slot(seq), : rec.batch.size]  # (B, n)
+            rows[:] = self.G[rec.batch] if self.G is not None else self.data.gram(rows=rec.batch)
+            touched = log.write_record(seq, rec)
+        except BaseException:
+            log.publish_empty(seq)
+            raise
+        log.publish(seq, 0, rec.staleness, rec.batch.size, rec.rows.size, touched, rec)
 
     def predict(self, data) -> np.ndarray:
         """The trained net's outputs on new points (exact, from the implicit weights)."""
@@ -313,65 +343,3 @@ class KronSGD(SGDLoop):
 
     def dense_weights(self, max_bytes=None) -> np.ndarray:
         return self.net.dense_weights(max_bytes)
-
-
-def _fired_mode(trainer, fired: str, window, workers: int, budget: int, gram: str) -> str:
-    """The fired-set method: as asked, or for "auto" the one the cost model predicts faster."""
-    if fired == "tree" and window not in ("auto", 1):
-        raise ValidationError(
-            f'window must be 1 or "auto" when fired="tree": the tree indexes P as folded, so every '
-            f"update is folded before the next query. Got {window}."
-        )
-    if fired != "auto":
-        return fired
-    m, n, item = trainer.net.width, trainer.n, trainer.dtype.itemsize
-    if window not in ("auto", 1) or 2 * m * n * item + tree_bytes(m, n, item, workers) > budget // 2:
-        return "scan"  # an explicit window > 1 rules the tree out, and so does a tight memory budget
-    scan_window = _plan_memory(trainer, gram, budget, window, workers)[1]  # what the scan would run with
-    return predict_fired(m, fire_fraction(trainer.net.shift), n, trainer.batch_size, item, scan_window)
-
-
-def _plan_memory(trainer, gram: str, budget: int, window, workers: int, tree_bytes: int = 0):
-    """Choose the Gram mode and the window within the memory budget, or refuse clearly.
-
-    Returns (gram mode, window, log slots, pairs per slot).
-    """
-    m, n, B, item = trainer.net.width, trainer.n, trainer.batch_size, trainer.dtype.itemsize
-    # one log slot: a batch's Gram rows and indices, and its fired pairs (grown if needed)
-    pairs = min(B * m, int(2 * B * m * fire_fraction(trainer.net.shift)) + 64)
-    slot_bytes = B * (n * item + 8) + (m + 1) * 8 + pairs * (8 + item)
-    fixed = 2 * m * n * item + (2 * workers + 2) * slot_bytes + tree_bytes  # P, alpha, the smallest log, the tree
-    require(
-        fixed,
-        budget,
-        f"P and alpha ({m} neurons x {n} points, {trainer.dtype.name}) with the update log"
-        + (" and the fired-neuron tree" if tree_bytes else ""),
-        "Use fewer points per trainer, a smaller width, or dtype=numpy.float32.",
-    )
-    gram_bytes = n * n * item
-    if gram == "auto":
-        fits = gram_bytes <= GRAM_SHARE * budget and fixed + gram_bytes <= budget
-        gram = "precomputed" if fits else "on_the_fly"
-    if gram == "precomputed":
-        require(
-            fixed + gram_bytes,
-            budget,
-            f"the precomputed Gram matrix ({n} x {n}, {format_bytes(gram_bytes)}) with P, alpha and the log",
-            'Pass gram="on_the_fly" to compute the batch\'s Gram rows each step instead.',
-        )
-        fixed += gram_bytes
-    if window == "auto":
-        room = (budget - fixed) // (2 * workers * slot_bytes)  # what the budget allows beyond the smallest log
-        # P in cache, or rows too short to be worth deferring (the corrections sweep all m rows per
-        # pending record): deferring saves nothing, measured (benchmarks/bench_window.py, bench_tree.py)
-        cached = m * n * item <= _P_CACHED_BYTES or n < _SHORT_ROWS
-        window = 1 if cached else int(max(1, min(_WINDOW_MAX, _FOLD_BYTES // (B * n * item), room)))
-    window = check_int(window, "window", low=1)
-    slots = 2 * window * workers + 2  # enough that workers rarely wait for a free slot
-    require(
-        fixed + (slots - 2 * workers - 2) * slot_bytes,
-        budget,
-        f"the update log of {slots} records (window={window}) with P, alpha and G",
-        "Use a smaller window.",
-    )
-    return gram, window, slots, pairs

@@ -6,9 +6,9 @@ over the same parts:
 * compute: gather the batch's columns of P and bring them up to date with the pending
   records (``gather_columns``, ``correct_columns``), find the fired neurons of each batch
   point and their SGD coefficients (``forward_batch``, ``coefficients``): the update record;
-* apply: group the record by neuron (``group_by_row``), add it to alpha at once
-  (``apply_alpha``) and to P on a range of columns, one or several records at a time
-  (``fold_records``).
+* apply: group the record by neuron (``group_by_row``), then add records, in log order,
+  to a range of columns of P (``fold_records``) and of alpha (``fold_alpha``), one or
+  several records at a time.
 
 Every kernel has a slow NumPy twin in tests/naive.py that the tests compare it with.
 """
@@ -260,12 +260,23 @@ def fold_records(P, g_rows, row_ptr, owner, coef, slots, col0, col1, touched=Non
 
 
 @nb.jit(**_JIT)
-def apply_alpha(alpha, batch, fired_ptr, fired_rows, coefs):
-    """alpha[r, batch[i]] += coefs[t] for every fired pair: w_r gains coefs[t] · x_batch[i]."""
-    for i in range(batch.shape[0]):
-        j = batch[i]
-        for t in range(fired_ptr[i], fired_ptr[i + 1]):
-            alpha[fired_rows[t], j] += coefs[t]
+def fold_alpha(alpha, offset, batch, row_ptr, owner, coef, slots, col0, col1, touched, n_touched):
+    """Apply the records in ``slots`` (in order) to the points col0:col1 of alpha: the implicit weights' fold.
+
+    alpha (m, n_a) holds points offset .. offset + n_a - 1. alpha[r, j - offset] += coef[k, t],
+    j = batch[k, owner[k, t]], for every pair t of record k whose point j falls in the range,
+    row by row through each record's touched list: O(nnz) per record.
+    An entry receives its additions record by record, in batch order within a record, as
+    the fold of P gives P its own.
+    """
+    for q in range(slots.shape[0]):
+        k = slots[q]
+        for u in range(n_touched[k]):
+            r = touched[k, u]
+            for t in range(row_ptr[k, r], row_ptr[k, r + 1]):
+                j = batch[k, owner[k, t]]
+                if col0 <= j < col1:
+                    alpha[r, j - offset] += coef[k, t]
 
 
 @nb.jit(**_JIT)
