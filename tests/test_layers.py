@@ -114,7 +114,8 @@ def test_no_import_cycles():
 def test_the_checker_sees_upward_and_deferred_imports(tmp_path):
     """The checker itself can fail: a deferred upward import inside a kernel module is found."""
     probe = tmp_path / "probe.py"
-    probe.write_text("import numpy\nfrom .step import forward_batch\n\n\ndef f():\n    from ..engine.trainer import KronSGD\n")
+    source = "import numpy\nfrom .step import forward_batch\n\n\ndef f():\n    from ..engine.trainer import KronSGD\n"
+    probe.write_text(source)
     found = _imports(probe, "kernels.probe")
     assert found == [("kernels.step", 2, True), ("engine.trainer", 6, False)]
     assert ORDER.index(_room(found[1][0])) > ORDER.index("kernels")

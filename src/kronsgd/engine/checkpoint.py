@@ -35,7 +35,7 @@ def save_checkpoint(trainer, path) -> None:
     record is folded into P and alpha (``KronSGD._advance`` folds before it returns or raises).
     """
     log = trainer.log
-    if not (log.reserved == log.published == min(log.folded)):
+    if not log.quiescent():
         raise RuntimeError("a checkpoint is taken only of a quiescent run: every record published and folded")
     net = trainer.net
     arrays = {"P": trainer._P, "alpha": trainer.alpha, "staleness": np.asarray(log.staleness, dtype=np.int64)}
@@ -85,5 +85,6 @@ def save_checkpoint(trainer, path) -> None:
         "samplers": [w.sampler.rng.bit_generator.state for w in trainer.workers],
         "counters": [w.counters for w in trainer.workers],
         "totals": log.totals,
+        "retry_batch": None if trainer.retry_batch is None else trainer.retry_batch.tolist(),
     }
     write_atomic(path, meta, arrays)

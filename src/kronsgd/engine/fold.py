@@ -21,19 +21,22 @@ def fold(log, worker: int, P, alpha, points: tuple[int, int], upto: int, *, loca
     log's Gram rows span all n; with ``local`` True (a Ray actor) P and alpha hold only the
     points start:stop, and so do the log's Gram rows.
     """
-    pending = log.slots_between(log.folded[worker], upto)
-    if not pending.size:
-        return 0
     start, stop = points
-    c0, c1 = (0, stop - start) if local else (start, stop)  # P's columns
-    if tree is None:
-        rows = K.fold_records(P, log.g_rows, log.row_ptr, log.owner, log.coef, pending, c0, c1, log.touched,
-                              log.n_touched)  # fmt: skip
-    else:  # the same additions to P, and the tree kept valid in the same sweep
-        rows = tree.fold(worker, P, log, pending, counters)
-    K.fold_alpha(alpha, start if local else 0, log.batch, log.row_ptr, log.owner, log.coef, pending, start, stop,
-                 log.touched, log.n_touched)  # fmt: skip
-    log.mark_folded(worker, upto)
-    if counters is not None:
-        counters["rows_folded"] = counters.get("rows_folded", 0) + rows
+    rows = 0
+    pending = log.slots_between(log.folded[worker], upto)  # P and alpha keep their own marks: a fold that
+    if pending.size:  # stopped between the two resumes where it stopped, never applying a record twice
+        c0, c1 = (0, stop - start) if local else (start, stop)  # P's columns
+        if tree is None:
+            rows = K.fold_records(P, log.g_rows, log.row_ptr, log.owner, log.coef, pending, c0, c1, log.touched,
+                                  log.n_touched)  # fmt: skip
+        else:  # the same additions to P, and the tree kept valid in the same sweep
+            rows = tree.fold(worker, P, log, pending, counters)
+        log.mark_folded(worker, upto)
+        if counters is not None:
+            counters["rows_folded"] = counters.get("rows_folded", 0) + rows
+    pending = log.slots_between(log.alpha_folded[worker], upto)
+    if pending.size:
+        K.fold_alpha(alpha, start if local else 0, log.batch, log.row_ptr, log.owner, log.coef, pending, start, stop,
+                     log.touched, log.n_touched)  # fmt: skip
+        log.mark_folded(worker, upto, alpha=True)
     return rows

@@ -6,9 +6,10 @@ Records live in a ring of preallocated slots (record s in slot s mod L); a slot 
 once every worker has folded its record into its own columns of P.
 
 Shared state (guarded by ``lock``): ``reserved`` (sequence numbers handed out),
-``published`` (records 0..published-1 are complete), ``folded[w]`` (worker w's columns of P
-and alpha hold records 0..folded[w]-1) and ``totals`` (steps, samples, nnz and rows touched
-of the published updates: counted with the publication, so they always agree with the log).
+``published`` (records 0..published-1 are complete), ``folded[w]`` and ``alpha_folded[w]``
+(worker w's columns of P, and of alpha, hold the records before them) and ``totals``
+(steps, samples, nnz and rows touched of the published updates: counted with the
+publication, so they always agree with the log).
 Slot contents are written by one producer between reserve and publish, and only read after
 publish. Publishing is the one moment an update takes effect: before it nothing shared has
 changed (P and alpha receive a record only when their owners fold it), so a producer that
@@ -47,7 +48,8 @@ class UpdateLog:
         self.changed = threading.Condition(self.lock)  # notified on publish, fold and stop
         self.reserved = 0
         self.published = 0
-        self.folded = [0] * workers
+        self.folded = [0] * workers  # worker w's columns of P hold records 0..folded[w]-1
+        self.alpha_folded = [0] * workers  # and its columns of alpha records 0..alpha_folded[w]-1
         self.staleness: list[int] = []  # per published update, in publish order
         self.totals = {"steps": 0, "samples": 0, "nnz": 0, "rows_touched": 0}
         self.steps_by_worker = [0] * workers
@@ -73,9 +75,20 @@ class UpdateLog:
 
     def grow(self, batch_cap: int, pair_cap: int) -> None:
         """Enlarge the slots; only when every published record is folded everywhere and none is reserved."""
-        if not self.reserved == self.published == min(self.folded):
+        if not self.quiescent():
             raise RuntimeError("the update log can grow only when every record is folded and none is in flight")
         self._allocate(max(batch_cap, self.batch_cap), max(pair_cap, self.pair_cap))
+
+    def quiescent(self) -> bool:
+        """Every reserved record published, every published record folded into P and alpha everywhere."""
+        return self.reserved == self.published == self._oldest_unfolded()
+
+    def _oldest_unfolded(self) -> int:
+        return min(min(self.folded), min(self.alpha_folded))
+
+    def is_published(self, seq: int) -> bool:
+        with self.lock:
+            return seq < self.published or seq in self._ready
 
     def slot(self, seq: int) -> int:
         return seq % self.slots
@@ -141,8 +154,9 @@ class UpdateLog:
                 if max_staleness is not None and seq - snapshot > max_staleness:
                     self.changed.wait_for(lambda seq=seq: self.published >= seq or self.error is not None)
                     return Answer.STALE
-                if seq - min(self.folded) >= self.slots:
-                    if self.folded[worker] == min(self.folded) or self.published > snapshot:
+                if seq - self._oldest_unfolded() >= self.slots:
+                    mine = min(self.folded[worker], self.alpha_folded[worker])
+                    if mine == self._oldest_unfolded() or self.published > snapshot:
                         return Answer.FULL
                     self.changed.wait()
                     continue
@@ -181,9 +195,10 @@ class UpdateLog:
             self.published += 1
         self.changed.notify_all()
 
-    def mark_folded(self, worker: int, upto: int) -> None:
+    def mark_folded(self, worker: int, upto: int, alpha: bool = False) -> None:
+        """Worker ``worker``'s columns of P (or of alpha) now hold every record before ``upto``."""
         with self.changed:
-            self.folded[worker] = upto
+            (self.alpha_folded if alpha else self.folded)[worker] = upto
             self.changed.notify_all()
 
     def stop(self, error: BaseException) -> None:

@@ -41,6 +41,7 @@ class SGDLoop:
         self._last_log = {"step": 0, "seconds": 0.0, "counters": {}}
         self._callback = None
         self._guard = None  # the InterruptGuard of the run in progress
+        self.retry_batch = None  # a sampled batch whose step failed: the next step takes it again
 
     # ---- the public loop ---------------------------------------------------------------
     def run(
@@ -88,29 +89,35 @@ class SGDLoop:
         return self.history
 
     def _run(self, plan, total, log_every, checkpoint, every, guard) -> None:
-        if not self.history:
-            self._log()
-        done = since_checkpoint = 0
-        while done < total:
-            to_log = log_every - done % log_every if log_every else total
-            size = min(to_log, total - done, (every or total) - since_checkpoint)
-            started = time.perf_counter()
-            try:
-                self._advance(plan[done : done + size] if isinstance(plan, list) else size, guard)
-            except BaseException:
-                if checkpoint is not None:  # every step is whole and the workers have stopped: keep it for a resume
-                    self._save_checkpoint(checkpoint)
-                raise
-            finally:
-                self.train_seconds += time.perf_counter() - started
-            done += size
-            since_checkpoint += size
-            if (log_every and done % log_every == 0) or done == total:
+        try:
+            if not self.history:
                 self._log()
-            if checkpoint is not None and (since_checkpoint == every or done == total):
-                self._save_checkpoint(checkpoint)
-                since_checkpoint = 0
-            guard.check()
+            done = since_checkpoint = 0
+            while done < total:
+                to_log = log_every - done % log_every if log_every else total
+                size = min(to_log, total - done, (every or total) - since_checkpoint)
+                started = time.perf_counter()
+                try:
+                    self._advance(plan[done : done + size] if isinstance(plan, list) else size, guard)
+                finally:
+                    self.train_seconds += time.perf_counter() - started
+                done += size
+                since_checkpoint += size
+                if (log_every and done % log_every == 0) or done == total:
+                    self._log()
+                if checkpoint is not None and (since_checkpoint == every or done == total):
+                    self._save_checkpoint(checkpoint)
+                    since_checkpoint = 0
+                guard.check()
+        except BaseException as exc:
+            # Every step is whole and no worker runs (_advance folds before it raises): keep the
+            # state for a resume. A checkpoint that cannot be written is said, not raised over the cause.
+            if checkpoint is not None:
+                try:
+                    self._save_checkpoint(checkpoint)
+                except Exception as failed:  # noqa: BLE001 - e.g. a full disk: the cause matters more
+                    exc.add_note(f"kronsgd could not write the checkpoint {checkpoint}: {failed}")
+            raise
 
     def _checkpoint_path(self, path):
         raise ValidationError(f"checkpoints are written by KronSGD runs; {type(self).__name__} has none.")
@@ -124,8 +131,19 @@ class SGDLoop:
         A Ctrl-C is acted on between two steps (``guard.check``), never inside one.
         """
         guard = InterruptGuard() if guard is None else guard
-        for batch in work if isinstance(work, list) else (self.sampler.next() for _ in range(work)):
+        if isinstance(work, list):
+            for batch in work:
+                self._guarded_step(batch)
+                self.step_count += 1
+                guard.check()
+            return
+        for _ in range(work):
+            # a sampled batch whose step failed is the next one tried: a failure consumes no batch,
+            # so a run resumed after it makes the steps an uninterrupted run makes
+            batch = self.retry_batch if self.retry_batch is not None else self.sampler.next()
+            self.retry_batch = batch
             self._guarded_step(batch)
+            self.retry_batch = None
             self.step_count += 1
             guard.check()
 

@@ -46,6 +46,7 @@ def resume(path, data, y, memory_budget=None):
     log = trainer.log
     log.reserved = log.published = meta["published"]
     log.folded = [meta["published"]] * len(trainer.workers)
+    log.alpha_folded = list(log.folded)
     log.staleness[:] = arrays["staleness"].tolist()
     if "rec_meta" in arrays:
         _restore_records(log, arrays)
@@ -59,6 +60,8 @@ def resume(path, data, y, memory_budget=None):
             else:
                 w.counters[key] = value
     log.totals.update(meta.get("totals", totals))
+    if meta.get("retry_batch") is not None:
+        trainer.retry_batch = np.asarray(meta["retry_batch"], dtype=np.int64)
     trainer.step_count, trainer.train_seconds = meta["step_count"], meta["train_seconds"]
     trainer.history[:] = meta["history"]
     trainer._last_log = meta["last_log"]

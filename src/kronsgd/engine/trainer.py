@@ -332,10 +332,11 @@ class KronSGD(SGDLoop):
             rows = log.g_rows[log.slot(seq), : rec.batch.size]  # (B, n)
             rows[:] = self.G[rec.batch] if self.G is not None else self.data.gram(rows=rec.batch)
             touched = log.write_record(seq, rec)
+            log.publish(seq, 0, rec.staleness, rec.batch.size, rec.rows.size, touched, rec)
         except BaseException:
-            log.publish_empty(seq)
+            if not log.is_published(seq):
+                log.publish_empty(seq)
             raise
-        log.publish(seq, 0, rec.staleness, rec.batch.size, rec.rows.size, touched, rec)
 
     def predict(self, data) -> np.ndarray:
         """The trained net's outputs on new points (exact, from the implicit weights)."""

@@ -133,10 +133,11 @@ class Worker:
                 np.take(s.G, batch, axis=0, out=rows)
             touched = log.write_update(seq, update)
             record = log.record(seq, self.id, staleness) if log.records is not None else None
+            log.publish(seq, self.id, staleness, B, update.nnz, touched, record)
         except BaseException:
-            log.publish_empty(seq)  # no hole in the log: the others never wait on this slot
+            if not log.is_published(seq):
+                log.publish_empty(seq)  # no hole in the log: the others never wait on this slot
             raise
-        log.publish(seq, self.id, staleness, B, update.nnz, touched, record)
 
     def fold(self, upto: int) -> None:
         """Fold the published records before ``upto`` into this worker's columns of P and alpha."""
