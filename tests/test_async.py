@@ -165,3 +165,28 @@ def test_bad_worker_settings_are_refused():
         trainer.run(batches=[[0, 1]])
     with pytest.raises(ValidationError, match="replay\\(\\) runs on a trainer with workers=1"):
         trainer.replay([])
+
+
+def test_a_record_costs_the_same_bytes_whatever_d_is():
+    """Records of runs at d = 16, 4096 and 2^20 cost 8 bytes per batch point and 4 + 4 + 8 per fired
+    pair, sent (pickled) or kept: nothing grows with d."""
+    import pickle
+
+    rng = np.random.default_rng(8)
+    batches = [rng.choice(48, size=6, replace=False) for _ in range(25)]
+    rows = []
+    for side in (4, 64, 1024):  # d = side², rank 1
+        data = KroneckerData([rng.standard_normal((48, side)), rng.standard_normal((48, side))])
+        net = TwoLayerNet(data.dims, width=80, seed=1, shift=0.5)
+        trainer = KronSGD(net, data, rng.standard_normal(48), lr=0.2, batch_size=6, dtype=np.float64,
+                          keep_log=True, gram="on_the_fly")  # fmt: skip
+        trainer.run(batches=batches)
+        for r in trainer.records:
+            rows.append((side * side, r.batch.size, r.rows.size, r.nbytes, len(pickle.dumps(r))))
+    d, B, nnz, nbytes, pickled = (np.array(c) for c in zip(*rows, strict=True))
+    assert len(set(nnz.tolist())) > 5 and set(d.tolist()) == {16, 4096, 2**20}
+    np.testing.assert_array_equal(nbytes, 8 * B + 16 * nnz)  # int64 batch, int32 rows and owners, float64 coefs
+    # what crosses the network: the same affine function of (B, nnz) at every d, to the byte
+    design = np.column_stack([np.ones_like(B), B, nnz, d]).astype(float)
+    fit, *_ = np.linalg.lstsq(design, pickled.astype(float), rcond=None)
+    assert abs(fit[3]) < 1e-9 and np.abs(design @ fit - pickled).max() < 1.0

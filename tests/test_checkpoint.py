@@ -187,3 +187,14 @@ def test_checkpoint_arguments_are_validated(tmp_path):
     dense = DenseSGD(TwoLayerNet((5, 6), width=8), data, y, lr=0.1, batch_size=2)
     with pytest.raises(ValidationError, match="checkpoints are written by KronSGD runs"):
         dense.run(5, checkpoint=tmp_path / "d")
+
+
+def test_resume_restores_the_fired_mode_and_the_backend(tmp_path):
+    whole, data, y = _trainer(fired="tree")
+    whole.run(30)
+    first, _, _ = _trainer(fired="tree")
+    first.run(20, checkpoint=tmp_path / "t.ckpt")
+    resumed = kronsgd.resume(tmp_path / "t.ckpt", data, y)
+    assert (resumed.fired_mode, resumed.backend) == ("tree", "threads") and resumed.tree is not None
+    resumed.run(10)
+    np.testing.assert_array_equal(resumed.P, whole.P)  # the tree answers as the scan would: same bits
