@@ -159,24 +159,28 @@ class ShardWorker:
 
 
 class RayEngine:
-    """Drives the worker actors of one KronSGD run; gathers P and alpha into the trainer."""
+    """Drives the worker actors of one run; gathers their P and alpha columns into ``shared``.
 
-    def __init__(self, trainer, net_for_workers, workers: int, address):
+    ``shared`` (worker.Shared) holds the run's arrays and settings, ``log`` the driver's
+    UpdateLog (its staleness, kept records and totals mirror the ordering actor's), ``cfg``
+    the sampler's settings (dtype, gram mode, batch size, seed).
+    """
+
+    def __init__(self, shared, log, cfg: dict, net_for_workers, workers: int, address):
         ray = import_ray()
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        self.ray, self.trainer = ray, trainer
+        self.ray, self.shared, self.driver_log = ray, shared, log
         self.log = ray.remote(num_cpus=0)(OrderingLog).remote()
         # no CPU reservation: a reserved CPU held by a finished run's actors would block the next run's start
         self._worker_cls = ray.remote(num_cpus=0)(ShardWorker)
-        t = trainer
-        self.cfg = {"dtype": t.dtype.name, "gram": t.gram_mode, "batch_size": t.batch_size, "seed": t.seed,
-                    "lr": t.lr, "max_staleness": t.max_staleness, "gram_bound": t.shared.gram_bound}  # fmt: skip
-        self.refs = (ray.put(net_for_workers), ray.put(t.data), ray.put(t.y))
-        self.bounds = np.linspace(0, t.n, workers + 1).round().astype(int)
+        s = shared
+        self.cfg = dict(cfg, lr=s.lr, max_staleness=s.max_staleness, gram_bound=s.gram_bound)
+        self.refs = (ray.put(net_for_workers), ray.put(s.data), ray.put(s.y))
+        self.bounds = np.linspace(0, s.data.n, workers + 1).round().astype(int)
         self.incarnations = [0] * workers
         self.actors = [self._start(w) for w in range(workers)]
-        self.seen = 0  # log records already reported to the trainer
+        self.seen = 0  # log records already mirrored in the driver's log
         self.counters = {}
         self.gather()
 
@@ -199,7 +203,7 @@ class RayEngine:
         )
 
     def run_for(self, work, guard) -> None:
-        """The trainer's ``_advance``: ``work`` updates over all worker actors."""
+        """The driver's ``_advance``: ``work`` updates over all worker actors."""
         if isinstance(work, list):
             raise ValidationError("batches= drives one worker; with workers > 1 each worker samples its own shard.")
         self.advance(work, guard)
@@ -241,17 +245,17 @@ class RayEngine:
             raise error
 
     def gather(self) -> None:
-        """Copy every worker's P and alpha columns, counters and the new log entries into the trainer."""
-        t = self.trainer
+        """Copy every worker's P and alpha columns into ``shared``; new records and counters into the driver's log."""
+        s, log = self.shared, self.driver_log
         states = self.ray.get([actor.state.remote() for actor in self.actors])
         for start, P, alpha in states:
-            t._P[:, start : start + P.shape[1]] = P
-            t.alpha[:, start : start + P.shape[1]] = alpha
+            s.P[:, start : start + P.shape[1]] = P
+            s.alpha[:, start : start + P.shape[1]] = alpha
         total, counters = self.ray.get(self.log.summary.remote())
         if total > self.seen:
             records, _, _ = self.ray.get(self.log.fetch.remote(self.seen))
-            t.log.staleness.extend(r.staleness for r in records)
-            if t.log.records is not None:
-                t.log.records.update((r.seq, r) for r in records)
-        t.log.totals.update(counters)
+            log.staleness.extend(r.staleness for r in records)
+            if log.records is not None:
+                log.records.update((r.seq, r) for r in records)
+        log.totals.update(counters)
         self.seen, self.counters = total, counters

@@ -18,11 +18,10 @@ from .log import Stopped
 _POLL = 0.05  # seconds between the main thread's looks at Ctrl-C while workers run
 
 
-def run_workers(workers, end: int, guard, diverged) -> BaseException | None:
+def run_workers(workers, end: int, guard) -> BaseException | None:
     """Drive every worker's loop on its own thread; returns the first error, or None.
 
-    ``guard`` is the run's InterruptGuard; ``diverged(loss, batch)`` makes the error of a
-    floating-point overflow.
+    ``guard`` is the run's InterruptGuard: a Ctrl-C stops the workers.
     """
     log = workers[0].log
     errors: list[BaseException] = []
@@ -37,7 +36,7 @@ def run_workers(workers, end: int, guard, diverged) -> BaseException | None:
         except Stopped:
             pass
         except FloatingPointError as exc:
-            errors.append(diverged(float("inf"), np.zeros(worker.buffers.local.size), str(exc)))
+            errors.append(worker.diverged(float("inf"), worker.buffers.local.size, str(exc)))
             log.stop(errors[-1])
         except BaseException as exc:  # noqa: BLE001 - handed to the caller below
             errors.append(exc)

@@ -25,7 +25,7 @@ from ..kernels.warmup import compile_step_kernels
 from .checkpoint import save_checkpoint
 from .interrupts import InterruptGuard, interrupt_guard
 from .log import UpdateLog
-from .loop import SGDLoop, divergence_error
+from .loop import SGDLoop
 from .plan import Sizes, gram_matrix, plan_run
 from .ray_backend import RayEngine, frozen_copy
 from .threads import run_workers
@@ -167,7 +167,7 @@ class KronSGD(SGDLoop):
             P=self._P, alpha=self.alpha, a=self._a, shift=self.net.shift, y=self.y, lr=self.lr,
             # |G[i, j]| <= max_i ||x_i||², so one step moves a P entry by at most Σ|c| times this
             gram_bound=float(np.max(self.data.norms()) ** 2), G=self.G, data=self.data, window=plan.window,
-            max_staleness=self.max_staleness, tree=tree, diverged=self._worker_diverged,
+            max_staleness=self.max_staleness, tree=tree,
         )  # fmt: skip
         self.workers = []
         for w, (start, stop) in enumerate(ranges):
@@ -175,7 +175,10 @@ class KronSGD(SGDLoop):
             sampler = self.sampler if workers == 1 else BatchSampler(shard, self.batch_size, self.seed, worker=w)
             self.workers.append(Worker(w, self.shared, self.log, start, stop, sampler, self.batch_size))
         compile_step_kernels(self.dtype, tree is not None)
-        self._ray = RayEngine(self, net_for_workers, workers, ray_address) if self.backend == "ray" else None
+        self._ray = None
+        if self.backend == "ray":
+            cfg = {"dtype": self.dtype.name, "gram": self.gram_mode, "batch_size": self.batch_size, "seed": self.seed}
+            self._ray = RayEngine(self.shared, self.log, cfg, net_for_workers, workers, ray_address)
 
     @property
     def window_size(self) -> int:
@@ -202,9 +205,6 @@ class KronSGD(SGDLoop):
             return  # the Ray backend gathers P and alpha after every advance
         for w in self.workers:
             w.fold(self.log.published)
-
-    def _worker_diverged(self, loss, batch, cause=None):
-        return divergence_error(self.log.totals["steps"], self.lr, loss, batch.size, cause)
 
     # ---- training ----------------------------------------------------------------------
     def _step(self, batch: np.ndarray) -> None:
@@ -233,7 +233,7 @@ class KronSGD(SGDLoop):
                 raise ValidationError("batches= drives one worker; with workers > 1 each worker samples its own shard.")
             end = self.log.reserved + work
             while True:
-                error = run_workers(self.workers, end, guard, self._worker_diverged)
+                error = run_workers(self.workers, end, guard)
                 self._flush()
                 if isinstance(error, NeedsRoom):
                     self._make_room(error)
@@ -261,7 +261,7 @@ class KronSGD(SGDLoop):
         tree_reported (neurons they reported, updates computed again after a staleness wait
         included), tree_rebuilds (columns rebuilt because their bounds were loose) and
         tree_rows_raised (rows whose bounds a fold raised; the others only spent headroom)."""
-        total = dict(self.log.totals if self._ray is None else self._ray.counters)
+        total = dict(self.log.totals)  # the Ray driver mirrors the ordering actor's totals there
         total["gram_entries"] = self._gram_entries
         total["rows_folded"] = 0
         for counters in [w.counters for w in self.workers] if self._ray is None else []:

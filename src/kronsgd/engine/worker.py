@@ -19,6 +19,7 @@ import numpy as np
 from ..kernels import step as K
 from .fold import fold
 from .log import Answer
+from .loop import divergence_error
 from .record import Buffers, compute_update
 
 
@@ -39,7 +40,6 @@ class Shared:
     window: int  # records a worker may leave unfolded
     max_staleness: int | None
     tree: object = None  # FiredTree, or None: scan
-    diverged: object = None  # diverged(loss, batch) -> the DivergenceError to raise
 
 
 class NeedsRoom(Exception):
@@ -116,8 +116,12 @@ class Worker:
 
         update = compute_update(cols, batch, s.a, s.shift, s.y[batch], s.lr, s.gram_bound, self.buffers, fired_sets)
         if update.nnz < 0:
-            raise s.diverged(update.loss, batch)
+            raise self.diverged(update.loss, batch.size)
         return update
+
+    def diverged(self, loss: float, batch_size: int, cause: str | None = None):
+        """The DivergenceError of a step that would diverge after the updates published so far."""
+        return divergence_error(self.log.totals["steps"], self.shared.lr, loss, batch_size, cause)
 
     def publish(self, seq: int, update) -> None:
         """Write the computed update to log slot ``seq`` and publish it (it takes effect there)."""
