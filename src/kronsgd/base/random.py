@@ -47,3 +47,11 @@ class BatchSampler:
     def next(self) -> np.ndarray:
         pick = self.rng.choice(self.population.size, size=self.batch_size, replace=False)
         return self.population[pick]  # (batch,)
+
+
+_STREAM_DELAYS = 3
+
+
+def step_rng(seed: int, step: int) -> np.random.Generator:
+    """A generator for step ``step`` alone (counter-based): the same draws whatever ran before, resumed or not."""
+    return _philox(seed, step, _STREAM_DELAYS)

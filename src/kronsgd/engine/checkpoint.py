@@ -10,11 +10,13 @@ sequential run and finishing it gives the same bits as a run that was never inte
 from __future__ import annotations
 
 import hashlib
+import numbers
 
 import numpy as np
 
 from .._version import __version__
 from ..base.atomic import write_atomic
+from .record import Record
 
 KIND, VERSION = "kronsgd.checkpoint", 1
 
@@ -44,11 +46,10 @@ def save_checkpoint(trainer, path) -> None:
         arrays[f"prior{b}_alpha"] = alpha
         for l, factor in enumerate(points.factors):
             arrays[f"prior{b}_factor{l}"] = factor
-    records = log.ordered_records()
-    if records:
-        arrays["rec_meta"] = np.array([[r.seq, r.worker, r.staleness, r.batch.size, r.rows.size] for r in records])
-        for field in ("batch", "rows", "owner", "coef"):
-            arrays[f"rec_{field}"] = np.concatenate([getattr(r, field) for r in records])
+    arrays.update(pack_records("rec", log.ordered_records()))
+    if trainer.delay is not None:  # the records a delayed update may still read back: the ring's tail
+        tail = range(max(0, log.published - trainer.delay.cap), log.published)
+        arrays.update(pack_records("tail", [log.record(seq, 0, 0) for seq in tail]))
     meta = {
         "format": KIND,
         "format_version": VERSION,
@@ -73,6 +74,8 @@ def save_checkpoint(trainer, path) -> None:
             "max_staleness": trainer.max_staleness,
             "keep_log": log.records is not None,
             "fired": trainer.fired_mode,
+            "delay": delay_spec(trainer.delay_spec),
+            "staleness_lr": trainer.staleness_lr,
             "backend": trainer.backend,
         },
         "data": fingerprint(*trainer.data.factors),
@@ -88,3 +91,37 @@ def save_checkpoint(trainer, path) -> None:
         "retry_batch": None if trainer.retry_batch is None else trainer.retry_batch.tolist(),
     }
     write_atomic(path, meta, arrays)
+
+
+def delay_spec(delay):
+    """``delay=`` as JSON: an int, a list for a tuple of plain values, "callable" when it holds code."""
+    if delay is None or isinstance(delay, numbers.Integral):
+        return None if delay is None else int(delay)
+    if isinstance(delay, tuple) and not callable(delay[0]):
+        return [v if isinstance(v, str) else float(v) if isinstance(v, float) else int(v) for v in delay]
+    return "callable"
+
+
+def pack_records(prefix: str, records) -> dict[str, np.ndarray]:
+    """Records as five arrays: ``{prefix}_meta`` (seq, worker, staleness, B, nnz) and the concatenated fields."""
+    if not records:
+        return {}
+    arrays = {f"{prefix}_meta": np.array([[r.seq, r.worker, r.staleness, r.batch.size, r.rows.size] for r in records])}
+    for field in ("batch", "rows", "owner", "coef"):
+        arrays[f"{prefix}_{field}"] = np.concatenate([getattr(r, field) for r in records])
+    return arrays
+
+
+def unpack_records(prefix: str, arrays) -> list[Record]:
+    """The records ``pack_records`` stored (indices as int32, whatever a file of an older version held)."""
+    if f"{prefix}_meta" not in arrays:
+        return []
+    records, b, p = [], 0, 0
+    for seq, worker, staleness, size, nnz in arrays[f"{prefix}_meta"].tolist():
+        records.append(Record(
+            seq=seq, worker=worker, staleness=staleness, batch=arrays[f"{prefix}_batch"][b : b + size],
+            rows=arrays[f"{prefix}_rows"][p : p + nnz].astype(np.int32),
+            owner=arrays[f"{prefix}_owner"][p : p + nnz].astype(np.int32), coef=arrays[f"{prefix}_coef"][p : p + nnz],
+        ))  # fmt: skip
+        b, p = b + size, p + nnz
+    return records

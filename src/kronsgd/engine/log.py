@@ -74,10 +74,16 @@ class UpdateLog:
         return batch <= self.batch_cap and pairs <= self.pair_cap
 
     def grow(self, batch_cap: int, pair_cap: int) -> None:
-        """Enlarge the slots; only when every published record is folded everywhere and none is reserved."""
+        """Enlarge the slots, keeping their records; only when every published record is folded everywhere
+        and none is reserved (a delayed update may still read records it keeps)."""
         if not self.quiescent():
             raise RuntimeError("the update log can grow only when every record is folded and none is in flight")
+        old = {name: getattr(self, name) for name in ("g_rows", "batch", "row_ptr", "owner", "coef", "touched")}
+        rec_size, n_touched = self.rec_size, self.n_touched
         self._allocate(max(batch_cap, self.batch_cap), max(pair_cap, self.pair_cap))
+        for name, array in old.items():
+            getattr(self, name)[tuple(slice(0, s) for s in array.shape)] = array
+        self.rec_size[:], self.n_touched[:] = rec_size, n_touched
 
     def quiescent(self) -> bool:
         """Every reserved record published, every published record folded into P and alpha everywhere."""

@@ -34,6 +34,7 @@ class Sizes:
     dtype: np.dtype
     shift: float
     workers: int
+    lag: int = 0  # records the log must keep after they are folded (a delayed update reads them back)
 
 
 @dataclass(frozen=True)
@@ -107,12 +108,14 @@ def _memory(sizes: Sizes, gram: str, budget: int, window, tree_bytes: int = 0):
         cached = m * n * item <= _P_CACHED_BYTES or n < _SHORT_ROWS
         window = 1 if cached else int(max(1, min(WINDOW_MAX, _FOLD_BYTES // (B * n * item), room)))
     window = check_int(window, "window", low=1)
-    slots = 2 * window * workers + 2  # enough that workers rarely wait for a free slot
+    slots = 2 * window * workers + 2 + sizes.lag  # enough that workers rarely wait for a free slot
     require(
         fixed + (slots - 2 * workers - 2) * slot_bytes,
         budget,
-        f"the update log of {slots} records (window={window}) with P, alpha and G",
-        "Use a smaller window.",
+        f"the update log of {slots} records (window={window}"
+        + (f", and the last {sizes.lag} records a delay reads back" if sizes.lag else "")
+        + ") with P, alpha and G",
+        "Use a smaller window" + (", a smaller delay cap" if sizes.lag else "") + " or fewer points.",
     )
     return gram, window, slots, pairs
 

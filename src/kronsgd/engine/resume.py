@@ -5,15 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..base.atomic import load_checked
-from ..base.errors import FileFormatError
+from ..base.errors import FileFormatError, ValidationError
 from ..data.kronecker import KroneckerData
 from ..model.net import TwoLayerNet
-from .checkpoint import KIND, VERSION, fingerprint
-from .log import Record
+from .checkpoint import KIND, VERSION, fingerprint, unpack_records
 from .trainer import KronSGD
 
 
-def resume(path, data, y, memory_budget=None):
+def resume(path, data, y, memory_budget=None, delay=None):
     """Rebuild the KronSGD run saved at ``path``; continue it with ``trainer.run(...)``.
 
     Parameters
@@ -22,6 +21,11 @@ def resume(path, data, y, memory_budget=None):
         A checkpoint written by ``run(..., checkpoint=path)``.
     data, y
         The same training points and targets as the saved run (checked by fingerprint).
+    memory_budget : int, optional
+        As for KronSGD.
+    delay : optional
+        The run's ``delay=`` when it was a callable (code is not stored); other delays are
+        read from the file.
 
     Raises FileFormatError for a missing, damaged or foreign file and ValidationError when
     ``data`` or ``y`` differ from the run's.
@@ -37,6 +41,7 @@ def resume(path, data, y, memory_budget=None):
         net, data, y, lr=tcfg["lr"], batch_size=tcfg["batch_size"], seed=tcfg["seed"], gram=tcfg["gram"],
         dtype=tcfg["dtype"], memory_budget=memory_budget, window=tcfg["window"], workers=tcfg["workers"],
         max_staleness=tcfg["max_staleness"], keep_log=tcfg["keep_log"], fired=tcfg.get("fired", "auto"),
+        delay=_delay(tcfg.get("delay"), delay, path), staleness_lr=tcfg.get("staleness_lr", "none"),
         backend=tcfg.get("backend", "threads"), _restore=restore,
     )  # fmt: skip
     if fingerprint(*trainer.data.factors) != meta["data"]:
@@ -48,8 +53,12 @@ def resume(path, data, y, memory_budget=None):
     log.folded = [meta["published"]] * len(trainer.workers)
     log.alpha_folded = list(log.folded)
     log.staleness[:] = arrays["staleness"].tolist()
-    if "rec_meta" in arrays:
-        _restore_records(log, arrays)
+    if log.records is not None:
+        log.records.update((r.seq, r) for r in unpack_records("rec", arrays))
+    for record in unpack_records("tail", arrays):  # back into the ring, folded: a delayed update reads them
+        rows = log.g_rows[log.slot(record.seq), : record.batch.size]  # (B, n)
+        rows[:] = trainer.G[record.batch] if trainer.G is not None else trainer.data.gram(rows=record.batch)
+        log.write_record(record.seq, record)
     totals = {key: 0 for key in log.totals}
     for w, state, counters in zip(trainer.workers, meta["samplers"], meta["counters"], strict=True):
         w.sampler.rng.bit_generator.state = state
@@ -68,14 +77,12 @@ def resume(path, data, y, memory_budget=None):
     return trainer
 
 
-def _restore_records(log, arrays) -> None:
-    offsets = {"b": 0, "p": 0}
-    for seq, worker, staleness, size, nnz in arrays["rec_meta"].tolist():
-        b, p = offsets["b"], offsets["p"]
-        log.records[seq] = Record(
-            seq=seq, worker=worker, staleness=staleness, batch=arrays["rec_batch"][b : b + size],
-            rows=arrays["rec_rows"][p : p + nnz].astype(np.int32),
-            owner=arrays["rec_owner"][p : p + nnz].astype(np.int32),
-            coef=arrays["rec_coef"][p : p + nnz],
-        )  # fmt: skip
-        offsets["b"], offsets["p"] = b + size, p + nnz
+def _delay(stored, given, path):
+    if given is not None:
+        return given
+    if stored == "callable":
+        raise ValidationError(
+            f"the run saved in {path} had delay= a callable, which a file cannot hold: pass it again, "
+            "resume(path, data, y, delay=f)."
+        )
+    return tuple(stored) if isinstance(stored, list) else stored

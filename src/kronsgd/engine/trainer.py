@@ -23,6 +23,7 @@ from ..base.validation import check_choice, check_int
 from ..kernels import step as K
 from ..kernels.warmup import compile_step_kernels
 from .checkpoint import save_checkpoint
+from .delay import STALENESS_RULES, parse_delay
 from .interrupts import InterruptGuard, interrupt_guard
 from .log import UpdateLog
 from .loop import SGDLoop
@@ -86,6 +87,15 @@ class KronSGD(SGDLoop):
         Where the workers run: threads of this process (numba kernels release the GIL), or
         Ray actors, one per worker, each holding its shard of P and alpha and a copy of the
         factors, with an ordering actor holding the log (see the README's "Ray" section).
+    delay : int, tuple or callable, optional
+        Delayed SGD, exactly and deterministically on one worker: update t is computed from
+        the model as it was τ_t updates earlier and applied to the current one. An int
+        (constant τ), ("uniform", τ_max), ("geometric", mean[, cap]), ("pareto", shape, cap),
+        or a callable step -> τ (cap 1024, or (f, cap)); see ``kronsgd.engine.delay``.
+        delay=0 gives the same bits as no delay. The log keeps the last cap records.
+    staleness_lr : {"none", "inverse"}, default "none"
+        "inverse": an update computed τ updates late is applied with lr / (1 + τ) (Zhang et
+        al., IJCAI 2016), the same way by ``delay``, threads and Ray; the history reports τ.
     ray_address : str, optional
         With backend="ray": the cluster to join, passed to ``ray.init(address=...)`` (e.g.
         "auto" or "ray://host:10001"); None starts a local Ray, or uses the one already
@@ -122,6 +132,8 @@ class KronSGD(SGDLoop):
         fired="auto",
         backend="threads",
         ray_address=None,
+        delay=None,
+        staleness_lr="none",
         *,
         _restore=None,
     ):
@@ -141,8 +153,20 @@ class KronSGD(SGDLoop):
             if fired == "tree":
                 raise ValidationError("fired='tree' runs on the threads backend; the Ray backend scans.")
         window = window if window == "auto" else check_int(window, "window", low=1)
+        self.delay, self.delay_spec = parse_delay(delay, self.seed), delay
+        self.staleness_lr = check_choice(staleness_lr, "staleness_lr", STALENESS_RULES)
+        if self.delay is not None:
+            if workers > 1 or self.backend == "ray" or self.max_staleness is not None:
+                raise ValidationError(
+                    "delay= reproduces staleness on one sequential worker; it takes workers=1, "
+                    "backend='threads' and no max_staleness (with several workers the staleness is real)."
+                )
+            if fired == "tree":
+                raise ValidationError("fired='tree' answers for P as folded; with delay= use fired='scan' or 'auto'.")
+            fired = "scan"
         m, n = self.net.width, self.n
-        sizes = Sizes(m, n, self.batch_size, self.dtype, self.net.shift, workers)
+        lag = 0 if self.delay is None else self.delay.cap + 1
+        sizes = Sizes(m, n, self.batch_size, self.dtype, self.net.shift, workers, lag)
         plan = plan_run(sizes, gram, window, fired, resolve_budget(memory_budget))
         self.fired_mode, self.gram_mode = plan.fired, plan.gram
         net_for_workers = frozen_copy(self.net) if self.backend == "ray" else None  # the weights before this run
@@ -167,7 +191,7 @@ class KronSGD(SGDLoop):
             P=self._P, alpha=self.alpha, a=self._a, shift=self.net.shift, y=self.y, lr=self.lr,
             # |G[i, j]| <= max_i ||x_i||², so one step moves a P entry by at most Σ|c| times this
             gram_bound=float(np.max(self.data.norms()) ** 2), G=self.G, data=self.data, window=plan.window,
-            max_staleness=self.max_staleness, tree=tree,
+            max_staleness=self.max_staleness, tree=tree, delay=self.delay, staleness_lr=self.staleness_lr,
         )  # fmt: skip
         self.workers = []
         for w, (start, stop) in enumerate(ranges):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..kernels import step as K
+from .delay import staleness_factor
 from .fold import fold
 from .log import Answer
 from .loop import divergence_error
@@ -40,6 +41,8 @@ class Shared:
     window: int  # records a worker may leave unfolded
     max_staleness: int | None
     tree: object = None  # FiredTree, or None: scan
+    delay: object = None  # DelaySchedule (delay.py): update t computed from the model after t - τ_t; None: 0
+    staleness_lr: str = "none"  # "inverse": an update computed τ updates late takes lr / (1 + τ)
 
 
 class NeedsRoom(Exception):
@@ -72,9 +75,10 @@ class Worker:
             batch = self.retry_batch if self.retry_batch is not None else self.sampler.next()
         self.retry_batch = batch
         while True:
-            self.snapshot = log.published
-            if self.snapshot - log.folded[self.id] >= window:
-                self.fold(self.snapshot)
+            published = log.published
+            if published - log.folded[self.id] >= window:
+                self.fold(published)
+            self.snapshot = published if self.shared.delay is None else published - self.shared.delay(published)
             update = self.compute(batch)
             if not log.fits(batch.size, update.nnz):
                 raise NeedsRoom(batch.size, update.nnz)
@@ -96,17 +100,21 @@ class Worker:
         """
         s, log = self.shared, self.log
         B = batch.size
-        pending = log.slots_between(log.folded[self.id], self.snapshot)
+        folded = log.folded[self.id]
+        pending = log.slots_between(folded, self.snapshot)  # records the snapshot has and P not yet
+        late = log.slots_between(self.snapshot, folded)[::-1]  # records P has and a delayed snapshot not
         cols = fired_sets = None
-        if s.tree is None or pending.size:  # the tree indexes P as folded: it answers when nothing is pending
+        if s.tree is None or pending.size or late.size:  # the tree answers for P as folded, and only then
             cols = self.buffers.columns(B)  # (m, B) = P[:, batch] at the snapshot
             K.gather_columns(s.P, batch, cols)
-            if pending.size:
+            if pending.size or late.size:
                 if self.scratch.shape[0] < log.batch_cap or self.scratch.shape[1] < B:
                     self.scratch = np.zeros((max(log.batch_cap, B), B), dtype=s.P.dtype)
-                K.correct_columns(
-                    cols, batch, log.g_rows, log.rec_size, log.row_ptr, log.owner, log.coef, pending, self.scratch
-                )
+                arrays = (log.g_rows, log.rec_size, log.row_ptr, log.owner, log.coef)
+                if pending.size:
+                    K.correct_columns(cols, batch, *arrays, pending, self.scratch)
+                else:
+                    K.revert_columns(cols, batch, *arrays, late, self.scratch)
         else:
             inv_sqrt_m = 1.0 / np.sqrt(s.P.shape[0])
 
@@ -128,6 +136,9 @@ class Worker:
         s, log = self.shared, self.log
         batch, B = update.batch, update.batch.size
         staleness = seq - self.snapshot
+        factor = staleness_factor(s.staleness_lr, staleness)
+        if factor != 1.0:  # a staleness-aware step: the coefficients are linear in the rate
+            update.coefs[: update.nnz] *= factor
         try:
             rows = log.g_rows[log.slot(seq), :B]  # (B, n)
             if s.G is None:

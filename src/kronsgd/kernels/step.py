@@ -139,6 +139,29 @@ def correct_columns(cols, batch, g_rows, rec_size, row_ptr, owner, coef, slots, 
                     cols[r, s] += c * scratch[i, s]
 
 
+@nb.jit(**_JIT)
+def revert_columns(cols, batch, g_rows, rec_size, row_ptr, owner, coef, slots, scratch):
+    """Take the records in ``slots`` (given newest first) back out of gathered columns.
+
+    The inverse of ``correct_columns``: cols (m, B) holds P[:, batch] after the records;
+    each record's additions are subtracted, record by record from the newest, giving the
+    columns as they were before the oldest of them (to rounding: a subtraction does not undo
+    an addition bit for bit). scratch (>= max rec_size, >= B).
+    """
+    m = cols.shape[0]
+    B = batch.shape[0]
+    for k in slots:
+        for i in range(rec_size[k]):
+            for s in range(B):
+                scratch[i, s] = g_rows[k, i, batch[s]]
+        for r in range(m):
+            for t in range(row_ptr[k, r], row_ptr[k, r + 1]):
+                i = owner[k, t]
+                c = coef[k, t]
+                for s in range(B):
+                    cols[r, s] -= c * scratch[i, s]
+
+
 @nb.jit(inline="always", **_JIT)  # a call per row of P costs more than the row when few are touched
 def row_pairs(row_ptr, owner, coef, slots, per_record, r, gi, cc):
     """Row r's pairs from every record of ``slots``, in order, into gi (row of g_rows) and cc; returns their count."""
