@@ -1,7 +1,11 @@
-"""Where the bytes of each entry of a .npz file lie (np.savez stores entries uncompressed)."""
+"""Where the bytes of each entry of a .npz file lie (np.savez stores entries uncompressed), and
+single-bit damage to a file."""
 
+import contextlib
+import os
 import struct
 import zipfile
+from pathlib import Path
 
 
 def entry_regions(path) -> dict[str, range]:
@@ -23,8 +27,28 @@ def entry_regions(path) -> dict[str, range]:
     return regions
 
 
-def flipped(raw: bytes, position: int) -> bytes:
-    """``raw`` with one bit of byte ``position`` flipped: bit position % 8, so every bit place is tried."""
-    out = bytearray(raw)
-    out[position] ^= 1 << (position % 8)
-    return bytes(out)
+@contextlib.contextmanager
+def bit_flips(path):
+    """Yield ``flip(position)``: afterwards the file at ``path`` is its original bytes with one bit
+    of byte ``position`` flipped (bit position % 8, so every bit place is tried).
+
+    The file is changed in place, one byte at a time (rewriting it whole costs milliseconds per
+    flip where truncation discards blocks); it is restored on exit.
+    """
+    raw = Path(path).read_bytes()
+    fd = os.open(path, os.O_RDWR)
+    changed = []
+
+    def flip(position: int) -> None:
+        if changed:
+            last = changed.pop()
+            os.pwrite(fd, raw[last : last + 1], last)
+        os.pwrite(fd, bytes([raw[position] ^ (1 << (position % 8))]), position)
+        changed.append(position)
+
+    try:
+        yield flip
+    finally:
+        for last in changed:
+            os.pwrite(fd, raw[last : last + 1], last)
+        os.close(fd)
