@@ -38,16 +38,31 @@ def plain_sgd(X, W, a, y, shift, lr, batches):
     X (n, d) unit rows, W (m, d), a (m, C), y (n, C). The gradient is written out by hand.
     """
     W = W.copy()
-    m = W.shape[0]
     for batch in batches:
-        grad = np.zeros_like(W)
-        for i in batch:
-            z = W @ X[i]  # (m,)
-            f = np.maximum(z - shift, 0.0) @ a / np.sqrt(m)  # (C,)
-            e = f - y[i]
-            grad += np.outer((a @ e) * (z > shift), X[i]) / np.sqrt(m)  # ∂/∂W of ½||f - y||²
-        W -= lr * grad
+        W -= lr * batch_gradient(X, W, a, y, shift, batch)
     return W
+
+
+def delayed_sgd(X, W, a, y, shift, lr, batches, staleness):
+    """Asynchronous SGD replayed: update s is the gradient on batches[s] at the weights as they were
+    before the last staleness[s] updates, W_{s - staleness[s]}; returns the final W."""
+    iterates = [W.copy()]  # W_0, W_1, ...: W_s holds updates 0..s-1
+    for s, (batch, late) in enumerate(zip(batches, staleness, strict=True)):
+        assert 0 <= late <= s
+        iterates.append(iterates[-1] - lr * batch_gradient(X, iterates[s - late], a, y, shift, batch))
+    return iterates[-1]
+
+
+def batch_gradient(X, W, a, y, shift, batch):
+    """∂/∂W of ½Σ_{i∈batch} ||f(x_i) - y_i||², (m, d), summed point by point."""
+    grad = np.zeros_like(W)
+    m = W.shape[0]
+    for i in batch:
+        z = W @ X[i]  # (m,)
+        f = np.maximum(z - shift, 0.0) @ a / np.sqrt(m)  # (C,)
+        e = f - y[i]
+        grad += np.outer((a @ e) * (z > shift), X[i]) / np.sqrt(m)
+    return grad
 
 
 def kron_all(vectors):

@@ -1,6 +1,7 @@
 """The central oracle: KronSGD, DenseSGD and a hand-written NumPy SGD produce the same iterates."""
 
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -28,7 +29,8 @@ def test_kron_dense_and_numpy_sgd_agree_after_200_steps(dims, rank, shift, batch
     data, test, y = _task(dims, rank, outputs)
     kw = dict(lr=0.3, batch_size=batch, seed=5, dtype=np.float64)
     kron_net = TwoLayerNet(dims, width=64, outputs=outputs, shift=shift, seed=9)
-    kron = KronSGD(kron_net, data, y, **kw)
+    kron = KronSGD(kron_net, data, y, fired="scan", **kw)  # the tree and the window: ENGINES below
+    assert kron.fired_mode == "scan"
     dense = DenseSGD(TwoLayerNet(dims, width=64, outputs=outputs, shift=shift, seed=9), data, y, **kw)
     W_init = kron_net.dense_weights()
     kron.run(200, log_every=50)
@@ -45,6 +47,62 @@ def test_kron_dense_and_numpy_sgd_agree_after_200_steps(dims, rank, shift, batch
     batches = [replay.sampler.next() for _ in range(200)]
     W_ref = naive.plain_sgd(data.normalized().to_dense(), W_init, kron_net.a, y, kron_net.shift, 0.3, batches)
     assert _rel(kron.dense_weights(), W_ref) <= 1e-9
+
+
+# The other ways a KronSGD step can run. Each must give the iterates of the hand-written SGD
+# on the batches its log holds, in log order; an update computed from a state `staleness`
+# updates old (several workers) is the naive gradient at that older state.
+ENGINES = {
+    "tree": {"fired": "tree"},
+    "tree, Gram rows on the fly": {"fired": "tree", "gram": "on_the_fly"},
+    "window 4": {"fired": "scan", "window": 4},
+    "window 4, Gram rows on the fly": {"fired": "scan", "window": 4, "gram": "on_the_fly"},
+    "2 workers, staleness 0": {"fired": "scan", "workers": 2, "max_staleness": 0},
+    "3 workers, staleness 0, tree": {"fired": "tree", "workers": 3, "max_staleness": 0},
+    "3 workers, staleness 0, window 3": {"fired": "scan", "workers": 3, "max_staleness": 0, "window": 3},
+    "2 workers, staleness <= 3": {"fired": "scan", "workers": 2, "max_staleness": 3},
+    "3 workers, any staleness, window 2": {"fired": "scan", "workers": 3, "window": 2},
+}
+
+
+@pytest.mark.parametrize("outputs", [1, 3])
+@pytest.mark.parametrize("dims,rank", [((5, 6), 1), ((3, 4, 5), 3)])
+@pytest.mark.parametrize("engine", ENGINES.values(), ids=ENGINES.keys())
+def test_every_engine_gives_the_naive_sgd_of_its_logged_updates(engine, dims, rank, outputs):
+    data, test, y = _task(dims, rank, outputs)
+    net = TwoLayerNet(dims, width=64, outputs=outputs, seed=9)
+    W_init = net.dense_weights()
+    trainer = KronSGD(net, data, y, lr=0.3, batch_size=4, seed=5, dtype=np.float64, keep_log=True, **engine)
+    assert trainer.fired_mode == engine["fired"] and len(trainer.workers) == engine.get("workers", 1)
+    stale = engine.get("workers", 1) > 1 and engine.get("max_staleness") != 0
+    if stale:  # worker 0 waits, between reading its columns and logging, until another update is published
+        slow, compute, log = trainer.workers[0], trainer.workers[0].compute, trainer.log
+
+        def dawdle(batch):
+            nnz = compute(batch)
+            deadline = time.monotonic() + 0.05  # the others may have finished: then log anyway
+            while log.published <= slow.snapshot and time.monotonic() < deadline:
+                time.sleep(1e-5)
+            return nnz
+
+        slow.compute = dawdle
+    trainer.run(150, log_every=50)
+    assert trainer.history[-1]["loss"] < trainer.history[0]["loss"]  # it trained, so the comparison means something
+
+    records = trainer.records
+    first = records[0].seq  # the log may hold records before the run's (a warm-up that changes nothing)
+    assert [r.seq for r in records] == list(range(first, first + 150))
+    staleness = [r.staleness for r in records]
+    bound = 0 if engine.get("workers", 1) == 1 else engine.get("max_staleness", 150)
+    assert max(staleness) <= bound
+    assert (max(staleness) > 0) == stale  # the stale cases really replay stale updates
+    unit = data.normalized().to_dense()  # (n, d)
+    W_ref = naive.delayed_sgd(unit, W_init, net.a, y, net.shift, 0.3, [r.batch for r in records], staleness)
+    assert _rel(trainer.dense_weights(), W_ref) <= 1e-9
+    expected, _ = naive.full_outputs(W_ref @ test.normalized().to_dense().T, net.a, net.shift)  # (10, C)
+    assert _rel(trainer.predict(test).reshape(10, outputs), expected) <= 1e-9
+    recomputed = net.preactivations(data, prepared=False)  # P0 + alpha G from scratch
+    np.testing.assert_allclose(trainer.P, recomputed, rtol=0, atol=1e-10 * np.abs(recomputed).max())
 
 
 def test_given_batches_equal_sampled_ones_and_runs_continue():

@@ -1,12 +1,11 @@
 """TwoLayerNet.to_torch: a dense PyTorch module that computes the same outputs as predict."""
 
 import io
-import sys
 
 import numpy as np
 import pytest
 
-from kronsgd import KroneckerData, KronSGD, MemoryBudgetError, TwoLayerNet
+from kronsgd import KroneckerData, KronSGD, MemoryBudgetError, TwoLayerNet, ValidationError
 
 torch = pytest.importorskip("torch")
 
@@ -76,7 +75,42 @@ def test_dense_weights_above_the_budget_are_refused():
     assert net.to_torch(max_bytes=64 * 900 * 8).weight.shape == (64, 900)
 
 
-def test_missing_torch_says_how_to_install(monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
-    with pytest.raises(ImportError, match=r"pip install torch==2\.13\.0"):
-        TwoLayerNet((2, 3), width=4).to_torch()
+@pytest.mark.parametrize("dtype", ["float32", np.float32, np.dtype("float32"), "torch.float32"])
+@pytest.mark.parametrize("outputs", [1, 3])
+def test_float32_module_matches_predict_to_float32_rounding(dtype, outputs):
+    net, data = _trained(outputs)
+    dtype = torch.float32 if dtype == "torch.float32" else dtype
+    module = net.to_torch(dtype=dtype)
+    assert {t.dtype for t in [*module.parameters(), *module.buffers()]} == {torch.float32}
+    x = torch.from_numpy(data.to_dense().astype(np.float32) * 2.5)  # (n, d)
+    out = module(x).detach().numpy()
+    expected = net.predict(KroneckerData([f * 2.5 ** (1 / 2) for f in data.factors]))
+    assert out.dtype == np.float32 and out.shape == expected.shape
+    # float32 rounding of weights (d = 20 terms per neuron) and inputs: relative error ~1e-6
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
+    assert np.abs(out - expected).max() > 0  # it really computed in float32
+
+
+@pytest.mark.parametrize("dtype", ["float64", np.float64, torch.float64, torch.double])
+def test_float64_module_is_the_default_and_matches_predict(dtype):
+    net, data = _trained(2)
+    module = net.to_torch(dtype=dtype)
+    assert module.weight.dtype == module.a.dtype == module.shift.dtype == torch.float64
+    np.testing.assert_array_equal(module.weight.detach().numpy(), net.to_torch().weight.detach().numpy())
+    out = module(torch.from_numpy(data.to_dense())).detach().numpy()
+    expected = net.predict(data)
+    np.testing.assert_allclose(out, expected, rtol=1e-10, atol=1e-10 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int64", np.int32, torch.float16, torch.bfloat16, None, 3, "fp32"])
+def test_other_dtypes_are_refused(dtype):
+    net = TwoLayerNet((2, 3), width=4)
+    with pytest.raises(ValidationError, match=r"dtype must be float64 or float32 .*Got "):
+        net.to_torch(dtype=dtype)
+
+
+def test_float32_counts_both_copies_against_the_budget():
+    net = TwoLayerNet((30, 30), width=64)
+    with pytest.raises(MemoryBudgetError, match=r"to_torch\(dtype='float32'\) of 64 neurons x d = 900"):
+        net.to_torch(max_bytes=64 * 900 * 12 - 1, dtype="float32")
+    assert net.to_torch(max_bytes=64 * 900 * 12, dtype="float32").weight.dtype == torch.float32

@@ -5,11 +5,12 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from kronsgd import DenseSGD, KroneckerData, KronSGD, KronsgdError, TwoLayerNet
+from naive import kron_all
 
 EXAMPLES = int(os.environ.get("KRONSGD_FUZZ_EXAMPLES", "100"))  # raise it for a longer hunt
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -116,3 +117,92 @@ def test_trainers_from_anything(cls, factors, draw):
         assert all(np.isfinite(h["loss"]) for h in history)
     out = _calm(lambda: trainer.predict(data))  # also after a divergence: the last finite state
     assert out is not None and out.shape[0] == n and np.isfinite(out).all()
+
+
+# ---- valid input succeeds ----------------------------------------------------------------
+@st.composite
+def valid_runs(draw):
+    """Points, targets, a net and trainer options that are all valid: the run must succeed.
+
+    Valid means: k >= 2 factors of finite numbers, every point of nonzero norm (the factors'
+    rank-R sum does not cancel), targets finite with one row per point, and options inside
+    their documented ranges. Factor entries are 0 or of magnitude 1e-3 to 10 (points whose
+    factors, once scaled, leave float32's range are the two cases below). Unnormalised nets
+    get points of norm at most 1, as the learning rates drawn here assume.
+    """
+    k, n, rank = draw(st.integers(2, 3)), draw(st.integers(1, 12)), draw(st.integers(1, 3))
+    dims = draw(st.lists(st.integers(1, 5), min_size=k, max_size=k))
+    normalize = draw(st.booleans())
+    signed = st.tuples(st.booleans(), st.floats(1e-3, 10)).map(lambda t: -t[1] if t[0] else t[1])
+    factors = [draw(hnp.arrays(np.float64, (n, rank, d), elements=st.one_of(st.just(0.0), signed))) for d in dims]
+    dense = np.stack([sum(kron_all([f[i, q] for f in factors]) for q in range(rank)) for i in range(n)])  # (n, d)
+    sizes = np.array([sum(np.prod([np.linalg.norm(f[i, q]) for f in factors]) for q in range(rank)) for i in range(n)])
+    assume(np.all(np.linalg.norm(dense, axis=1) > 1e-3 * sizes))  # no point (nearly) cancels to zero
+    if not normalize:
+        factors[0] = factors[0] / np.linalg.norm(dense, axis=1).max()
+    outputs = draw(st.integers(1, 3))
+    y_shape = (n,) if outputs == 1 and draw(st.booleans()) else (n, outputs)
+    y = draw(hnp.arrays(np.float64, y_shape, elements=st.floats(-100, 100)))
+    net = {"width": draw(st.integers(1, 16)), "outputs": outputs, "normalize": normalize,
+           "shift": draw(st.one_of(st.none(), st.floats(0, 3))), "seed": draw(st.integers(0, 2**63 - 1))}  # fmt: skip
+    workers = draw(st.integers(1, min(3, n)))
+    batch = draw(st.integers(1, n // workers))
+    fired = draw(st.sampled_from(["auto", "scan", "tree"]))
+    options = {
+        "lr": draw(st.floats(1e-3, 1.0)) / batch,  # stable for points of norm <= 1
+        "batch_size": batch,
+        "seed": draw(st.integers(0, 2**32)),
+        "dtype": draw(st.sampled_from([np.float32, np.float64, "float32", "float64"])),
+        "gram": draw(st.sampled_from(["auto", "precomputed", "on_the_fly"])),
+        "window": draw(st.sampled_from(["auto", 1])) if fired == "tree" else draw(st.one_of(st.just("auto"),
+                                                                                             st.integers(1, 4))),
+        "workers": workers,
+        "max_staleness": draw(st.one_of(st.none(), st.integers(0, 3))),
+        "keep_log": draw(st.booleans()),
+        "fired": fired,
+    }  # fmt: skip
+    run = {"steps": draw(st.integers(0, 15)), "log_every": draw(st.one_of(st.none(), st.integers(0, 6)))}
+    return factors, y, net, options, run
+
+
+@SETTINGS
+@given(problem=valid_runs())
+def test_valid_input_trains_and_predicts(problem):
+    factors, y, net_options, options, run = problem
+    data = KroneckerData(factors)
+    for cls in (KronSGD, DenseSGD):
+        net = TwoLayerNet(data.dims, **net_options)
+        if cls is KronSGD:
+            trainer = KronSGD(net, data, y, **options)
+        else:
+            trainer = DenseSGD(net, data, y, lr=options["lr"], batch_size=options["batch_size"], seed=options["seed"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a numpy RuntimeWarning on valid input is a bug
+            history = trainer.run(run["steps"], log_every=run["log_every"])
+            out = trainer.predict(data)
+        assert history[-1]["step"] == run["steps"] == trainer.counters()["steps"]
+        assert all(np.isfinite(h["loss"]) for h in history)
+        assert out.shape == y.shape[:1] + (() if net.outputs == 1 else (net.outputs,)) and np.isfinite(out).all()
+        if cls is KronSGD:  # the maintained pre-activations are the weights' own: P = P0 + alpha G
+            recomputed = net.preactivations(trainer.data, prepared=True)  # (m, n)
+            tolerance = 1e-9 if trainer.dtype == np.float64 else 1e-4
+            np.testing.assert_allclose(trainer.P, recomputed, rtol=0, atol=tolerance * (1 + np.abs(recomputed).max()))
+
+
+UNBALANCED = {  # valid points whose factors, as float32, overflow: x = 1 and x = 2.85e-99 (a rank-2 sum)
+    "normalize=False": ([np.array([[[6.9e80]]]), np.array([[[1.4e-81]]])], False),
+    "normalize=True, rank 2": ([np.array([[[1.0], [0.0]]]), np.array([[[2.85e-99], [1.0]]])], True),
+}
+
+
+@pytest.mark.xfail(strict=True, raises=RuntimeWarning, reason="float32 casts of unbalanced factors overflow to NaN")
+@pytest.mark.parametrize("case", UNBALANCED.values(), ids=UNBALANCED.keys())
+def test_float32_runs_on_points_with_unbalanced_factors(case):
+    factors, normalize = case
+    data = KroneckerData(factors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer = KronSGD(TwoLayerNet((1, 1), width=4, shift=0.0, normalize=normalize), data, np.ones(1), lr=0.5,
+                          batch_size=1, dtype=np.float32)  # fmt: skip
+        trainer.run(3)
+    assert np.isfinite(trainer.P).all()

@@ -74,16 +74,26 @@ def test_ray_converges_like_the_sequential_run():
 def test_a_killed_worker_actor_is_replaced_and_no_update_is_lost_or_doubled():
     data, y = _task(n=160)
     trainer = _ray_trainer(2, tau=8, keep_log=True, data=data, y=y)
-    victim = trainer._ray.actors[1]
+    engine, steps, kill_at = trainer._ray, 1500, 300
+    victim, finished, killed_at = engine.actors[1], threading.Event(), []
 
-    def kill_soon():
-        time.sleep(1.0)
-        ray.kill(victim, no_restart=True)
+    def kill_once_the_log_holds_kill_at_records():
+        while not finished.is_set():
+            _, logged, _ = ray.get(engine.log.fetch.remote(steps))  # (no records, the log's length, stopped)
+            if logged >= kill_at:
+                ray.kill(victim, no_restart=True)
+                killed_at.append(logged)
+                return
+            time.sleep(0.002)
 
-    killer = threading.Thread(target=kill_soon)
+    killer = threading.Thread(target=kill_once_the_log_holds_kill_at_records)
     killer.start()
-    trainer.run(1500, log_every=0)
-    killer.join()
+    try:
+        trainer.run(steps, log_every=0)
+    finally:
+        finished.set()
+        killer.join()
+    assert killed_at and kill_at <= killed_at[0] < steps  # the actor died in the middle of the run
     assert trainer._ray.incarnations[1] >= 1  # the actor was really replaced
     assert trainer.step_count == 1500 and len(trainer.records) == 1500
     _assert_invariant(trainer)

@@ -6,7 +6,15 @@ import importlib.util
 from . import theory
 from ._version import __version__
 from .advisor.report import StructureReport, inspect
-from .base.errors import DivergenceError, FileFormatError, KronsgdError, MemoryBudgetError, ValidationError
+from .base.errors import (
+    DivergenceError,
+    FileFormatError,
+    KronsgdError,
+    MemoryBudgetError,
+    MissingDependencyError,
+    ValidationError,
+)
+from .base.optional import require_module
 from .data.kronecker import KroneckerData
 from .engine.dense import DenseSGD
 from .engine.resume import resume
@@ -22,6 +30,7 @@ __all__ = [
     "KroneckerData",
     "KronsgdError",
     "MemoryBudgetError",
+    "MissingDependencyError",
     "StructureReport",
     "TwoLayerNet",
     "ValidationError",
@@ -40,11 +49,8 @@ if importlib.util.find_spec("sklearn") is not None:  # listed only where `import
 def __getattr__(name: str):
     """The scikit-learn estimators, imported on first use: scikit-learn is an optional extra."""
     if name in _ESTIMATORS:
-        try:
-            from .estimators import mlp as _estimators
-        except ImportError as exc:
-            raise ImportError(
-                f"kronsgd.{name} needs scikit-learn, which is not installed: pip install 'kronsgd[sklearn]'"
-            ) from exc
+        require_module("sklearn", "sklearn", f"kronsgd.{name}")
+        from .estimators import mlp as _estimators
+
         return getattr(_estimators, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

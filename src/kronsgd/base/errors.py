@@ -19,3 +19,7 @@ class MemoryBudgetError(KronsgdError, MemoryError):
 
 class DivergenceError(KronsgdError, ArithmeticError):
     """Training produced a non-finite loss; the model was left at its last finite state."""
+
+
+class MissingDependencyError(KronsgdError, ImportError):
+    """An optional dependency is not installed; the message gives the ``pip install`` line."""

@@ -3,7 +3,9 @@
 A DATA file is a .npz holding either a dense ``X`` ((n, d) or (n, d1, d2), structured with
 ``KroneckerData.from_dense``) or Kronecker factors ``factor_0, ..., factor_{k-1}`` (each
 (n, d_l) or (n, R, d_l)), and optionally the targets ``y``. A .npy file is read as ``X``.
-Every problem with a file becomes a ValidationError that names the file and the fix.
+Every problem with a file (missing, empty, foreign, truncated, damaged, wrong content)
+becomes a ValidationError (FileFormatError for the file itself) that names the file and
+what is wrong with it, so that the command exits 2 with one line.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ import warnings
 
 import numpy as np
 
-from ..base.errors import ValidationError
+from ..base.errors import FileFormatError, ValidationError
 from ..data.kronecker import KroneckerData
 
 _FACTOR = "factor_"
+_NPY_SIGNATURE = b"\x93NUMPY"  # the first bytes of every .npy file
+_ZIP_SIGNATURE = b"PK\x03\x04"  # the first bytes of every .npz file (a ZIP archive)
 
 
 @dataclasses.dataclass
@@ -48,20 +52,46 @@ class Points:
         }
 
 
-def read_arrays(path: str, what: str = "DATA") -> dict[str, np.ndarray]:
-    """All arrays of a .npz file (a .npy file becomes {"X": array})."""
-    suffix = _existing(path, what, (".npz", ".npy"))
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValidationError(f"{what} {path!r} could not be read as {suffix}: {_first_line(exc)}") from None
-    if suffix == ".npy":
-        return {"X": loaded}
-    with loaded:
-        try:
-            return {key: loaded[key] for key in loaded.files}
-        except (ValueError, OSError, EOFError) as exc:
-            raise ValidationError(f"{what} {path!r} holds an array that cannot be read: {_first_line(exc)}") from None
+def read_arrays(path: str, what: str = "DATA", suffixes: tuple[str, ...] = (".npz", ".npy")) -> dict[str, np.ndarray]:
+    """Every array of a .npz file (a .npy file becomes {"X": array}), read whole and checked.
+
+    A missing, empty, foreign, truncated or damaged file raises FileFormatError naming
+    ``what``, the path and what is wrong with it.
+    """
+    suffix = _existing(path, what, suffixes)
+    with open(path, "rb") as handle:
+        head = handle.read(len(_NPY_SIGNATURE))
+    if not head:
+        raise FileFormatError(f"{what} {path!r} is empty (0 bytes); it should be a {suffix} file.")
+    kind = "npy" if head.startswith(_NPY_SIGNATURE) else "npz" if head.startswith(_ZIP_SIGNATURE) else None
+    if kind != suffix[1:]:
+        found = f"a .{kind} file; rename it to end in .{kind}" if kind else "another kind of file"
+        raise FileFormatError(
+            f"{what} {path!r} could not be read: it does not start with the signature of a {suffix} file, "
+            f"so it is {found}."
+        )
+    try:  # np.load reads an .npz lazily: every entry is read here, so damage shows now
+        if suffix == ".npy":
+            return {"X": np.load(path, allow_pickle=False)}
+        with np.load(path, allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except Exception as exc:  # noqa: BLE001 - zipfile, zlib and numpy each raise their own types
+        raise FileFormatError(
+            f"{what} {path!r} could not be read as {suffix}: it is truncated, damaged or holds arrays other "
+            f"than numbers ({type(exc).__name__}: {_first_line(exc)})."
+        ) from None
+
+
+def load_samples(path: str, key: str | None = None) -> np.ndarray:
+    """``inspect``'s FILE: the array X of a .npy file, or of a .npz file (``key``, else "X", else its only array)."""
+    arrays = read_arrays(path, "FILE", (".npy", ".npz"))
+    if key is None:
+        key = "X" if "X" in arrays or len(arrays) != 1 else next(iter(arrays))
+    if key not in arrays:
+        raise ValidationError(
+            f"the key of the samples in {path!r} must be one of {list(arrays)} (pass --key NAME). Got {key!r}."
+        )
+    return arrays[key]
 
 
 def load_points(path: str, shape="auto", rank="auto", energy=0.99, what: str = "DATA", expect_d=None) -> Points:
@@ -117,7 +147,9 @@ def load_targets(path: str) -> np.ndarray:
     """
     suffix = _existing(path, "--y", (".npy", ".csv"))
     if suffix == ".npy":
-        return read_arrays(path, "--y")["X"]
+        return read_arrays(path, "--y", (".npy",))["X"]
+    if os.path.getsize(path) == 0:
+        raise FileFormatError(f"--y {path!r} is empty (0 bytes); it should hold one row of numbers per point.")
     try:
         return _read_csv(path)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
@@ -207,9 +239,9 @@ def _check_writable(path: str, option: str) -> None:
 def _existing(path: str, what: str, suffixes: tuple[str, ...]) -> str:
     suffix = os.path.splitext(path)[1].lower()
     if not os.path.isfile(path):
-        raise ValidationError(f"{what} {path!r} does not exist (or is not a file).")
+        raise FileFormatError(f"{what} {path!r} does not exist (or is not a file).")
     if suffix not in suffixes:
-        raise ValidationError(f"{what} must be a {' or '.join(suffixes)} file. Got {path!r}.")
+        raise FileFormatError(f"{what} must be a {' or '.join(suffixes)} file. Got {path!r}.")
     return suffix
 
 

@@ -65,7 +65,8 @@ def _demo_plot_paths(folder: str) -> list[str]:
 
 
 def _cmd_inspect(args) -> int:
-    from ..advisor.report import inspect, load_samples, rank_from_text
+    from ..advisor.report import inspect, rank_from_text
+    from .files import load_samples
 
     X = load_samples(args.file, args.key)
     rank = rank_from_text(args.rank)

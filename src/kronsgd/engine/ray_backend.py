@@ -30,13 +30,9 @@ DONE, STALE = -1, -2  # answers of OrderingLog.append besides a sequence number
 
 
 def import_ray():
-    try:
-        import ray
-    except ImportError:
-        raise ValidationError(
-            "backend='ray' needs Ray, which is not installed. Install it with: pip install 'kronsgd[ray]'"
-        ) from None
-    return ray
+    from ..base.optional import require_module
+
+    return require_module("ray", "ray", "backend='ray'")
 
 
 def frozen_copy(net):

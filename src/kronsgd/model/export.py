@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import math
 
-_INSTALL = "pip install torch==2.13.0"
+import numpy as np
+
+from ..base.errors import ValidationError
+from ..base.memory import require, resolve_budget
+from ..base.optional import require_module
+
 _MODULE_CLASS = None  # built on first use, once torch is imported
+_DTYPES = ("float64", "float32")  # the precisions a module can be built in
 
 
 def _import_torch():
-    try:
-        import torch
-    except ImportError as exc:
-        raise ImportError(f"TwoLayerNet.to_torch() needs PyTorch, which is not installed: {_INSTALL}") from exc
-    return torch
+    return require_module("torch", "torch", "TwoLayerNet.to_torch()")
 
 
 def _module_class(torch):
@@ -86,35 +88,62 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def to_torch(net, max_bytes=None):
-    """A float64 ``torch.nn.Module`` computing ``net``'s outputs on dense inputs.
+def check_dtype(dtype) -> str:
+    """The precision name, float64 or float32, of a name, a NumPy dtype or type, or a torch dtype."""
+    name = None
+    if str(dtype).startswith("torch."):  # torch.float32 (alias torch.float) prints so
+        name = str(dtype).removeprefix("torch.")
+    elif dtype is not None:  # np.dtype(None) would silently mean float64
+        try:
+            name = np.dtype(dtype).name
+        except (TypeError, ValueError):
+            pass
+    if name not in _DTYPES:
+        raise ValidationError(f"dtype must be float64 or float32 (a name, NumPy or torch dtype). Got {dtype!r}.")
+    return name
+
+
+def to_torch(net, max_bytes=None, dtype="float64"):
+    """A ``torch.nn.Module`` computing ``net``'s outputs on dense inputs, in float64 or float32.
 
     Parameters
     ----------
     net : TwoLayerNet
     max_bytes : int, optional
-        Budget for the dense (m, d) float64 weights; default half the free memory.
+        Budget for the dense (m, d) weights, 8 · m · d bytes (12 · m · d for float32: they are
+        built in float64 and rounded once, and both copies exist for a moment); default half
+        the free memory.
+    dtype : {"float64", "float32"}, numpy or torch dtype, default "float64"
+        Precision of the module's weights and buffers, and of the inputs it takes.
 
     Returns
     -------
     torch.nn.Module
-        ``module(x)`` with x an (n, d) float64 tensor returns (n,) or (n, C), equal to
-        ``net.predict`` on the same points up to rounding. Call ``.float()`` on it for
-        float32.
+        ``module(x)`` with x an (n, d) tensor of ``dtype`` returns (n,) or (n, C), equal to
+        ``net.predict`` on the same points up to rounding in ``dtype``.
 
     Raises
     ------
-    ImportError
+    MissingDependencyError
         PyTorch is not installed.
+    ValidationError
+        ``dtype`` is not float64 or float32.
     MemoryBudgetError
-        m · d · 8 bytes exceed ``max_bytes``.
+        The dense weights exceed ``max_bytes``.
     """
+    name = check_dtype(dtype)
     torch = _import_torch()
+    if name != "float64":
+        budget = resolve_budget(max_bytes, "max_bytes")
+        require(12 * net.width * net.d, budget, f"to_torch(dtype={name!r}) of {net.width} neurons x d = {net.d}",
+                "Use predict() and the structured trainer, which never need dense weights.")  # fmt: skip
     weight = net.dense_weights(max_bytes)  # (m, d) float64; refuses above the budget
+    if name != "float64":
+        weight = weight.astype(name)  # (m, d); the float64 array is dropped on return
     module = _module_class(torch)(
         torch.from_numpy(weight),  # shares memory with the fresh array: no second copy
-        torch.from_numpy(net.a.copy()),  # (m, C)
-        torch.tensor(net.shift, dtype=torch.float64),
+        torch.from_numpy(net.a.astype(name)),  # (m, C)
+        torch.tensor(net.shift, dtype=getattr(torch, name)),
         net.dims,
         net.normalize,
     )

@@ -166,15 +166,18 @@ class TwoLayerNet:
         """
         save_net(self, path)
 
-    def to_torch(self, max_bytes: int | None = None):
-        """A float64 ``torch.nn.Module`` with the dense weights: (n, d) tensor to (n,) or (n, C).
+    def to_torch(self, max_bytes: int | None = None, dtype="float64"):
+        """A ``torch.nn.Module`` with the dense weights: (n, d) tensor to (n,) or (n, C).
 
-        Refuses with MemoryBudgetError when the (m, d) weights exceed ``max_bytes``
-        (default: half the free memory); raises ImportError when PyTorch is missing.
+        ``dtype`` "float64" (default) or "float32" (or the NumPy or torch dtype) is the
+        precision of the module and of the inputs it takes. Refuses with MemoryBudgetError
+        when the (m, d) float64 weights exceed ``max_bytes`` (default: half the free memory),
+        with ValidationError for another dtype, and with MissingDependencyError (an
+        ImportError) when PyTorch is missing.
         """
         from .export import to_torch  # deferred: torch is optional
 
-        return to_torch(self, max_bytes)
+        return to_torch(self, max_bytes, dtype)
 
     # ---- used by trainers --------------------------------------------------------------
     def attach_support(self, data: KroneckerData, alpha: np.ndarray) -> None:

@@ -1,0 +1,77 @@
+"""Optional dependencies: a missing one is a kronsgd error that says what to pip install."""
+
+import gc
+import sys
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kronsgd
+from kronsgd import KroneckerData, KronSGD, KronsgdError, MissingDependencyError, TwoLayerNet
+from kronsgd.base.optional import require_module
+
+EXTRAS = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
+    "optional-dependencies"
+]
+
+
+def _missing(monkeypatch, module):
+    """Make ``import module`` fail as it does where the package is not installed."""
+    for name in [name for name in sys.modules if name == module or name.startswith(module + ".")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, module, None)  # None in sys.modules: the import raises ImportError
+
+
+def _check(info, what, extra, module, package):
+    """The error names what needs the module and the install line, and that extra installs ``package``."""
+    message = str(info.value)
+    assert isinstance(info.value, KronsgdError) and isinstance(info.value, ImportError)
+    assert what in message and repr(module) in message
+    assert message.endswith(f"pip install 'kronsgd[{extra}]'")
+    assert any(requirement.startswith(package) for requirement in EXTRAS[extra]), EXTRAS.get(extra)
+
+
+def test_scikit_learn_estimators(monkeypatch):
+    _missing(monkeypatch, "sklearn")
+    for name in ("KronMLPRegressor", "KronMLPClassifier"):
+        with pytest.raises(MissingDependencyError) as info:
+            getattr(kronsgd, name)
+        _check(info, f"kronsgd.{name}", "sklearn", "sklearn", "scikit-learn")
+    with pytest.raises(ImportError, match=r"kronsgd\[sklearn\]"):  # what `from kronsgd import ...` sees
+        exec("from kronsgd import KronMLPRegressor", {})
+
+
+def test_torch_export(monkeypatch):
+    _missing(monkeypatch, "torch")
+    net = TwoLayerNet((2, 3), width=4)
+    with pytest.raises(MissingDependencyError) as info:
+        net.to_torch()
+    _check(info, "TwoLayerNet.to_torch()", "torch", "torch", "torch")
+
+
+def test_ray_backend(monkeypatch):
+    _missing(monkeypatch, "ray")
+    rng = np.random.default_rng(0)
+    data = KroneckerData([rng.standard_normal((8, 1, 2)), rng.standard_normal((8, 1, 3))])
+    with pytest.raises(MissingDependencyError) as info:
+        KronSGD(TwoLayerNet((2, 3), width=4), data, np.zeros(8), lr=0.1, batch_size=2, workers=2, backend="ray")
+    _check(info, "backend='ray'", "ray", "ray", "ray")
+    # The traceback holds the half-built Ray engine: collect it here, not at a random later moment
+    # (its __del__ complains about the missing Ray, which pytest reports as an unraisable warning).
+    del info
+    gc.collect()
+
+
+def test_a_dependency_of_the_dependency_is_named(monkeypatch, tmp_path):
+    (tmp_path / "optional_package.py").write_text("import its_own_missing_dependency\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _missing(monkeypatch, "its_own_missing_dependency")
+    with pytest.raises(MissingDependencyError) as info:
+        require_module("optional_package", "extra", "this feature")
+    assert str(info.value) == (
+        "this feature needs the optional dependency 'optional_package', which cannot be imported (missing module "
+        "'its_own_missing_dependency'). Install it with: pip install 'kronsgd[extra]'"
+    )
+    assert require_module("math", "extra", "this feature") is sys.modules["math"]
