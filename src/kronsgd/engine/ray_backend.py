@@ -190,7 +190,8 @@ class RayEngine:
         self.actors = []
 
     def __del__(self):
-        if self.ray.is_initialized():
+        ray = getattr(self, "ray", None)  # None when __init__ failed before Ray was imported
+        if ray is not None and ray.is_initialized():
             self.close()
 
     def _start(self, w: int):
