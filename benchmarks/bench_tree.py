@@ -47,6 +47,7 @@ import numpy as np
 
 import kronsgd
 from kronsgd.engine import tree as T
+from kronsgd.engine import tree_cost as TC
 from kronsgd.kernels import step as K
 from kronsgd.kernels import tree as TK
 from kronsgd.model.net import default_shift, fire_fraction
@@ -171,9 +172,9 @@ def timed_folds(trainer) -> list[float]:
     spent, worker = [0.0], trainer.workers[0]
     fold = worker.fold
 
-    def timed():
+    def timed(upto):
         started = time.perf_counter()
-        fold()
+        fold(upto)
         spent[0] += time.perf_counter() - started
 
     worker.fold = timed  # this instance only
@@ -211,7 +212,7 @@ def bench_steps(m, fraction, args, rng) -> dict:
     best = min(row["scan_ms"], row["tree_ms"])
     row["auto_vs_best"] = row["auto_ms"] / best
     row["auto_choice_vs_best"] = row[f"{row['auto_choice']}_ms"] / best  # the choice, judged on the same runs
-    predicted = T.predicted_seconds(m, fraction, args.n, args.batch, 4, row["scan_window"])
+    predicted = TC.predicted_seconds(m, fraction, args.n, args.batch, 4, row["scan_window"])
     row["predicted_scan_ms"], row["predicted_tree_ms"] = 1e3 * predicted["scan"], 1e3 * predicted["tree"]
     return row
 
@@ -259,7 +260,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     load_start = os.getloadavg()[0]
     calibration_started = time.perf_counter()
-    calibration = T.calibration()
+    calibration = TC.calibration()
     calibration_s = time.perf_counter() - calibration_started
     rows = []
     for log2m in args.log2m:
