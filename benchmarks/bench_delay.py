@@ -180,7 +180,7 @@ def main() -> int:
                                "curves": curves, "stable_lr": stable, "sufficient_lr": sufficient, "costs": costs,
                                "projection": projection})  # fmt: skip
         print(f"\n{study.name} (n = {study.data.n}, d = {study.data.d}, m = {args.width}, batch {args.batch}, "
-              f"{steps} updates): training loss after / before, at lr = {study.lr:g} and lr_edge = {edge:g}")  # fmt: skip
+              f"{steps} updates): loss after / before at lr = {study.lr:g} and lr_edge = {edge:g}")  # fmt: skip
         print("     tau " + "".join(f"{k:>26s}" for k in curves))
         for i, tau in enumerate(taus):
             print(f"{tau:8d} " + "".join(f"{curves[k][i]:26.4f}" for k in curves))
