@@ -115,15 +115,11 @@ def gather_columns(P, batch, out):
             out[r, i] = P[r, batch[i]]
 
 
-@nb.jit(**_JIT)
-def correct_columns(cols, batch, g_rows, rec_size, row_ptr, owner, coef, slots, scratch):
-    """Bring gathered columns up to date with the pending update records in ``slots`` (in order).
+@nb.jit(inline="always", **_JIT)
+def _add_records(cols, batch, g_rows, rec_size, row_ptr, owner, coef, slots, scratch, sign):
+    """cols[r, s] += (sign · c) · G[batch_k[i], batch[s]] for every pair of every record in ``slots``, in order.
 
-    cols (m, B) holds P[:, batch] as of before the records; the record in slot k added
-    coef · g_rows[k, i] to the rows of its pairs (g_rows[k, i] is the Gram row of its i-th
-    batch point). Pairs are applied record by record, row by row, in batch order: the same
-    sequence of additions a fold makes, so the result is bit-identical to folding first.
-    scratch (>= max rec_size, >= B) holds G[batch_k, batch].
+    sign is 1.0 or -1.0, both exact: with 1.0 the additions are the fold's, bit for bit.
     """
     m = cols.shape[0]
     B = batch.shape[0]
@@ -134,9 +130,22 @@ def correct_columns(cols, batch, g_rows, rec_size, row_ptr, owner, coef, slots, 
         for r in range(m):
             for t in range(row_ptr[k, r], row_ptr[k, r + 1]):
                 i = owner[k, t]
-                c = coef[k, t]
+                c = coef[k, t] if sign > 0.0 else -coef[k, t]  # in coef's dtype: the fold's bits
                 for s in range(B):
                     cols[r, s] += c * scratch[i, s]
+
+
+@nb.jit(**_JIT)
+def correct_columns(cols, batch, g_rows, rec_size, row_ptr, owner, coef, slots, scratch):
+    """Bring gathered columns up to date with the pending update records in ``slots`` (in order).
+
+    cols (m, B) holds P[:, batch] as of before the records; the record in slot k added
+    coef · g_rows[k, i] to the rows of its pairs (g_rows[k, i] is the Gram row of its i-th
+    batch point). Pairs are applied record by record, row by row, in batch order: the same
+    sequence of additions a fold makes, so the result is bit-identical to folding first.
+    scratch (>= max rec_size, >= B) holds G[batch_k, batch].
+    """
+    _add_records(cols, batch, g_rows, rec_size, row_ptr, owner, coef, slots, scratch, 1.0)
 
 
 @nb.jit(**_JIT)
@@ -148,18 +157,7 @@ def revert_columns(cols, batch, g_rows, rec_size, row_ptr, owner, coef, slots, s
     columns as they were before the oldest of them (to rounding: a subtraction does not undo
     an addition bit for bit). scratch (>= max rec_size, >= B).
     """
-    m = cols.shape[0]
-    B = batch.shape[0]
-    for k in slots:
-        for i in range(rec_size[k]):
-            for s in range(B):
-                scratch[i, s] = g_rows[k, i, batch[s]]
-        for r in range(m):
-            for t in range(row_ptr[k, r], row_ptr[k, r + 1]):
-                i = owner[k, t]
-                c = coef[k, t]
-                for s in range(B):
-                    cols[r, s] -= c * scratch[i, s]
+    _add_records(cols, batch, g_rows, rec_size, row_ptr, owner, coef, slots, scratch, -1.0)
 
 
 @nb.jit(inline="always", **_JIT)  # a call per row of P costs more than the row when few are touched
