@@ -150,3 +150,36 @@ def test_a_callable_that_returns_a_bad_delay_fails_at_that_step(bad, match):
     assert trainer.step_count == 7  # the steps before it stand, consistently
     recomputed = trainer.net.preactivations(trainer.data, prepared=True)
     np.testing.assert_allclose(trainer.P, recomputed, rtol=0, atol=1e-4 * np.abs(recomputed).max())
+
+
+def test_threads_take_the_staleness_aware_step_exactly():
+    """Two workers, one slowed so that its updates are stale: each update s is the gradient at
+    W_{s - τ_s} scaled by lr / (1 + τ_s), as a hand-written oracle computes it."""
+    import time
+
+    import naive
+
+    data, y = _task(n=80)
+    net = _net(data)
+    W = net.dense_weights()
+    trainer = KronSGD(net, data, y, lr=0.6, batch_size=5, dtype=np.float64, workers=2, max_staleness=6,
+                      staleness_lr="inverse", keep_log=True, seed=2)  # fmt: skip
+    slow, compute, log = trainer.workers[0], trainer.workers[0].compute, trainer.log
+
+    def dawdle(batch):  # worker 0 waits, between reading its columns and logging, for another update
+        update = compute(batch)
+        deadline = time.monotonic() + 0.05
+        while log.published <= slow.snapshot and time.monotonic() < deadline:
+            time.sleep(1e-5)
+        return update
+
+    slow.compute = dawdle
+    trainer.run(120, log_every=40)
+    records = trainer.records
+    assert max(r.staleness for r in records) > 0  # some updates really were stale
+    X = trainer.data.to_dense()
+    iterates = [W]
+    for s, r in enumerate(records):
+        grad = naive.batch_gradient(X, iterates[s - r.staleness], net.a, trainer.y, net.shift, r.batch)
+        iterates.append(iterates[-1] - 0.6 / (1 + r.staleness) * grad)
+    np.testing.assert_allclose(net.dense_weights(), iterates[-1], rtol=0, atol=1e-9 * np.abs(iterates[-1]).max())
