@@ -8,8 +8,8 @@ data at d = 2^16 (256 ⊗ 256, a nonlinear target):
 1. the training loss after N updates (relative to the loss at the start) against τ = 0 … 1024,
    for a constant delay and a heavy-tailed one (Pareto, shape 1.5, capped at τ), with the
    plain step and the staleness-aware step lr / (1 + τ);
-2. the largest stable learning rate against τ (a doubling search: a run is stable when it
-   neither diverges nor ends above its starting loss), beside the sufficient condition
+2. the largest stable learning rate against τ (a halving search from 16 times the study's
+   rate: a run is stable when it neither diverges nor ends above its starting loss), beside the sufficient condition
    η ≤ 1 / (λ_max (1 + τ)), λ_max the largest eigenvalue of the NTK of a batch
    (``kronsgd.theory.ntk_gram``, the largest over sampled batches);
 3. a projection for a cluster of p = 1 … 64 machines from measured per-update costs: the
@@ -81,9 +81,13 @@ class Study:
             return math.inf
         return history[-1]["loss"] / start
 
-    def stable_lr(self, tau, steps, top=64.0) -> float:
-        """The largest lr = top · 2^-k that neither diverges nor ends above the starting loss."""
-        lr = top
+    def stable_lr(self, tau, steps) -> float:
+        """The largest lr = 16 · lr · 2^-k that neither diverges nor ends above the starting loss.
+
+        Capped at 16 times the study's rate: far above it the net's neurons stop firing and a
+        run ends below its start without learning, which is no useful rate.
+        """
+        lr = 16 * self.lr
         while lr > 1e-4:
             if self.run(steps, lr, delay=tau if tau else None) < 1.0:
                 return lr
