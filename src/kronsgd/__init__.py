@@ -32,19 +32,24 @@ __all__ = [
     "theory",
 ]
 
-_ESTIMATORS = ("KronMLPClassifier", "KronMLPRegressor")
+_ESTIMATORS = {  # name: module of kronsgd.estimators
+    "KronMLPClassifier": "mlp",
+    "KronMLPRegressor": "mlp",
+    "KronNTKClassifier": "ntk",
+    "KronNTKRegressor": "ntk",
+}
 if importlib.util.find_spec("sklearn") is not None:  # listed only where `import *` can load them
-    __all__ += _ESTIMATORS
+    __all__ += list(_ESTIMATORS)
 
 
 def __getattr__(name: str):
     """The scikit-learn estimators, imported on first use: scikit-learn is an optional extra."""
     if name in _ESTIMATORS:
         try:
-            from .estimators import mlp as _estimators
+            module = importlib.import_module(f".estimators.{_ESTIMATORS[name]}", __name__)
         except ImportError as exc:
             raise ImportError(
                 f"kronsgd.{name} needs scikit-learn, which is not installed: pip install 'kronsgd[sklearn]'"
             ) from exc
-        return getattr(_estimators, name)
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
