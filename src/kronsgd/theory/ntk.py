@@ -58,7 +58,7 @@ def ntk_gram(data, shift, *, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
     factors (or from blocks of dense rows where that is cheaper, see ``kernel_matrix``),
     never from a whole dense X. Blocks of the upper triangle are computed with BLAS, turned
     into NTK entries in place by a tabulated orthant probability (``orthant_table``, equal
-    to ``orthant_probability`` to about 1e-15 relative to Φ̄(b)), and mirrored: the only
+    to ``orthant_probability`` within 1e-12 · Φ̄(b)), and mirrored: the only
     (n, n) array is the result.
 
     Parameters
