@@ -90,6 +90,17 @@ def test_ridge_path_equals_brute_force_refits(criterion, brute):
     np.testing.assert_allclose(path.errors, expected, rtol=1e-7)
     assert path.best == int(np.argmin(expected)) and 0 < path.best < alphas.size - 1  # an interior minimum
     np.testing.assert_allclose(path.dual_coef, cholesky_solve(H, Y, alphas[path.best]), rtol=1e-8, atol=1e-10)
+    kept = H.copy()
+    in_place = cholesky_solve(kept, Y, alphas[path.best], rebuild=lambda: H)
+    np.testing.assert_allclose(in_place, path.dual_coef, rtol=1e-8, atol=1e-10)
+    assert not np.array_equal(kept, H)  # factored in place
+    # An indefinite H + αI (rounding at tiny α, forced here by a negative eigenvalue) takes the
+    # eigendecomposition of a rebuilt H, with the negative eigenvalue clipped to 0.
+    lam, Q = np.linalg.eigh(H)
+    bad = (Q * np.r_[-1.0, lam[1:]]) @ Q.T  # (n, n) λ_min = -1
+    clipped = (Q * np.r_[0.0, lam[1:]]) @ Q.T
+    expected = np.linalg.solve(clipped + 0.5 * np.eye(len(H)), Y)
+    np.testing.assert_allclose(cholesky_solve(bad.copy(), Y, 0.5, rebuild=lambda: bad), expected, rtol=1e-6)
     reg = KronNTKRegressor(alpha=alphas, shift=1.0, selection=criterion).fit(data, Y + 1.0)
     assert reg.alpha_ == alphas[path.best] and np.allclose(reg.cv_errors_, path.errors, rtol=1e-10)
 
@@ -151,8 +162,10 @@ def test_too_many_points_for_the_budget_names_it_and_the_way_out():
     with pytest.raises(MemoryBudgetError, match=message):
         KronNTKRegressor(memory_budget=500 * 1024).fit(X, y)
     with pytest.raises(MemoryBudgetError, match=r"train KronMLPClassifier/KronSGD instead"):
-        KronNTKClassifier(alpha=1e-3, memory_budget=600_000).fit(X, y > 0)  # 2 x 320 KB > 600 KB
-    reg = KronNTKRegressor(alpha=1e-3, memory_budget=700_000).fit(X, y)  # 640 KB fits
+        KronNTKClassifier(alpha=[1e-3, 1e-2], memory_budget=600_000).fit(X, y > 0)  # 2 x 320 KB > 600 KB
+    with pytest.raises(MemoryBudgetError, match=r"\(one 200 x 200 float64 matrix\)"):
+        KronNTKClassifier(alpha=1e-3, memory_budget=300_000).fit(X, y > 0)  # 320 KB > 300 KB
+    reg = KronNTKRegressor(alpha=1e-3, memory_budget=340_000).fit(X, y)  # a float alpha factors H in place
     assert not hasattr(KronNTKRegressor(), "dual_coef_") and reg.dual_coef_.shape == (200, 1)
 
 

@@ -90,16 +90,27 @@ def ridge_path(H: np.ndarray, Y: np.ndarray, alphas: np.ndarray, criterion: str,
     return RidgePath(alphas, errors, best, np.ascontiguousarray(coefs[:, best, :]))
 
 
-def cholesky_solve(H: np.ndarray, Y: np.ndarray, alpha: float) -> np.ndarray:
-    """c = (H + αI)⁻¹ Y by Cholesky; H is left as it was. Returns (n, C).
+def cholesky_solve(H: np.ndarray, Y: np.ndarray, alpha: float, rebuild=None) -> np.ndarray:
+    """c = (H + αI)⁻¹ Y by Cholesky. Returns (n, C).
 
-    A kernel whose rounding makes H + αI indefinite (α below about 1e-15 · λ_max) is solved
-    through its eigendecomposition instead, with the negative eigenvalues taken as 0.
+    Parameters
+    ----------
+    H : ndarray (n, n), float64, symmetric
+        Kept when ``rebuild`` is None (the factor is a copy); else factored in place, so that
+        the solve needs no second n x n array.
+    Y : ndarray (n, C)
+    alpha : float > 0
+    rebuild : callable () -> H, optional
+        Builds H again where the Cholesky fails: a kernel whose rounding makes H + αI
+        indefinite (α below about 1e-15 · λ_max) is then solved through its eigendecomposition,
+        with the negative eigenvalues taken as 0.
     """
-    shifted = H + alpha * np.eye(H.shape[0])  # (n, n)
-    try:
-        factor = scipy.linalg.cho_factor(shifted, overwrite_a=True, check_finite=False)
+    shifted = H if rebuild is not None else H.copy()  # (n, n)
+    shifted.flat[:: shifted.shape[0] + 1] += alpha
+    try:  # symmetric: the transpose is the same matrix in Fortran order, which LAPACK factors in place
+        factor = scipy.linalg.cho_factor(shifted.T, lower=False, overwrite_a=True, check_finite=False)
         return scipy.linalg.cho_solve(factor, Y, check_finite=False)
     except np.linalg.LinAlgError:
+        H = H if rebuild is None else rebuild()
         lam, Q = scipy.linalg.eigh(H, check_finite=False)  # (n,), (n, n)
         return Q @ ((Q.T @ Y) / (np.maximum(lam, 0.0) + alpha)[:, None])

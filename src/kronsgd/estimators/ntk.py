@@ -106,11 +106,12 @@ class KronNTKBase(StructuredInputs, BaseEstimator):
         budget = resolve_budget(params["memory_budget"])
         # The evd driver needs one more n x n array of workspace: take it when the budget allows.
         evd = 8 * n * n + eigen_bytes(n, True) <= budget
-        need = 8 * n * n + (eigen_bytes(n, evd) if not isinstance(alpha, float) else 8 * n * n)
+        need = 8 * n * n + (eigen_bytes(n, evd) if not isinstance(alpha, float) else 8 * 8 * n)
+        arrays = f"one {n} x {n} float64 matrix" if isinstance(alpha, float) else f"two {n} x {n} float64 matrices"
         require(
             need,
             budget,
-            f"{type(self).__name__}.fit on n = {n} points (two {n} x {n} float64 matrices)",
+            f"{type(self).__name__}.fit on n = {n} points ({arrays})",
             f"Pass a larger memory_budget (bytes), or train KronMLP{self._kind}/KronSGD instead: their memory "
             "grows as width x n, not n².",
         )
@@ -118,7 +119,8 @@ class KronNTKBase(StructuredInputs, BaseEstimator):
         H = ntk_gram(data, self.shift_)  # (n, n)
         if isinstance(alpha, float):
             self.alpha_, self.alphas_, self.cv_errors_ = alpha, None, None
-            self.dual_coef_ = cholesky_solve(H, targets, alpha)  # (n, C)
+            rebuild = lambda: ntk_gram(data, self.shift_)  # noqa: E731 - only where the Cholesky fails
+            self.dual_coef_ = cholesky_solve(H, targets, alpha, rebuild=rebuild)  # (n, C), H factored in place
         else:
             grid = fire_fraction(self.shift_) * ALPHA_GRID if isinstance(alpha, str) else alpha
             path = ridge_path(H, targets, grid, self.selection, evd=evd)
@@ -163,8 +165,9 @@ _PARAMETERS = """
     normalize : bool, default True
         Points are scaled to unit norm, as the net does by default; only True is implemented.
     memory_budget : int or None, default None
-        Bytes fit may allocate for its n x n matrices (two of them, three with alpha="auto"
-        when the faster eigensolver fits); None means half the free memory. Above it, fit
+        Bytes fit may allocate for its n x n matrices (one for a float alpha, two for a
+        list or "auto", three when the faster eigensolver fits); None means half the free
+        memory. Above it, fit
         raises MemoryBudgetError: for larger n use KronMLP* or KronSGD (memory width x n).
 """
 
