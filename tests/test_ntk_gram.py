@@ -44,7 +44,8 @@ def test_kernel_matrix_equals_the_dense_gram_in_any_blocks(dims, rank, route):
     data, other = points(13, dims, rank, seed=0), points(6, dims, rank + 1, seed=1)
     assert inner_product_cost(data, data)[0] == route
     X, Y = data.to_dense(), other.to_dense()  # (n, d), (n2, d)
-    for block_bytes in (8 * 4 * max(rank**2, 1) * 4 * max(data.d, 16), 2**26):  # 4-point and whole blocks
+    # 1-point blocks (dense rows rebuilt per block), 4-point blocks, whole blocks
+    for block_bytes in (8 * rank * rank * data.d, 8 * 4 * rank**2 * 4 * max(data.d, 16), 2**26):
         sym = kernel_matrix(data, block_bytes=block_bytes)
         np.testing.assert_allclose(sym, X @ X.T, rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(sym, sym.T)

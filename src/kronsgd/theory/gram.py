@@ -67,13 +67,19 @@ def kernel_matrix(
         rows, cols = min(n, side), min(n2, side)
     if symmetric:
         rows = cols = min(rows, cols)
+    # Dense route: build the column points' rows once when they fit in 4 blocks (256 MiB by
+    # default), else again for every row block.
+    cached = route == "dense" and 8 * n2 * other.d <= 4 * block_bytes
+    right_rows = _dense_rows(other, 0, n2) if cached else None  # (n2, d)
     for i0 in range(0, n, rows):
         i1 = min(i0 + rows, n)
-        left = _dense_rows(data, i0, i1) if route == "dense" else None  # (rows, d)
+        if route == "dense":
+            left = right_rows[i0:i1] if cached and symmetric else _dense_rows(data, i0, i1)  # (rows, d)
         for j0 in range(i0 if symmetric else 0, n2, cols):
             j1 = min(j0 + cols, n2)
             if route == "dense":
-                block = left @ _dense_rows(other, j0, j1).T  # (rows, cols)
+                right = right_rows[j0:j1] if cached else _dense_rows(other, j0, j1)  # (cols, d)
+                block = left @ right.T  # (rows, cols)
             else:
                 block = _factor_block(data, i0, i1, other, j0, j1)  # (rows, cols)
             if symmetric and i0 == j0:
