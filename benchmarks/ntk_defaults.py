@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from _common import log, machine_info
 from _photos import photos_patches
-
 from kronsgd import KronMLPClassifier, KronNTKClassifier
 
 
