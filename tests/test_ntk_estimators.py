@@ -145,7 +145,7 @@ def test_bad_alpha_is_named(value, expected):
         ("selection", "kfold", "'loo' or 'gcv'"),
         ("energy", 0.0, "a finite float in the range (0.0, 1.0]"),
         ("memory_budget", 0, "an int in the range [1, inf) or None"),
-        ("normalize", False, "True (the kernel of points of other norms is not implemented)"),
+        ("normalize", "no", "a bool"),
     ],
 )
 def test_other_parameters_are_checked_at_fit(param, value, expected):
@@ -197,6 +197,22 @@ def test_zero_points_are_left_out_and_predict_the_mean():
     with pytest.raises(ValidationError, match="X has no point with a nonzero norm"):
         reg.fit(np.zeros((4, 6)), np.arange(4.0))
     assert not hasattr(reg, "dual_coef_")
+
+
+def test_without_normalize_the_kernel_keeps_the_norms():
+    data, test = _points(40, seed=6), _points(9, seed=7)
+    y = _target(data)
+    reg = KronNTKRegressor(alpha=0.1, shift=1.0, normalize=False).fit(data, y)
+    ridge = KernelRidge(alpha=0.1, kernel="precomputed").fit(ntk_gram(data, 1.0, normalize=False), y - y.mean())
+    expected = ridge.predict(ntk_cross(test, data, 1.0, normalize=False)) + y.mean()
+    np.testing.assert_allclose(reg.predict(test), expected, rtol=0, atol=1e-8)
+    assert not np.allclose(reg.predict(test), KronNTKRegressor(alpha=0.1, shift=1.0).fit(data, y).predict(test))
+    auto = KronNTKRegressor(shift=1.0, normalize=False).fit(data, y)
+    mean_diagonal = np.mean(np.diag(ntk_gram(data, 1.0, normalize=False)))
+    assert auto.alphas_[0] == pytest.approx(1e-6 * mean_diagonal)
+    huge = KroneckerData([f * 1e160 for f in test.factors])
+    with pytest.raises(ValidationError, match="X has points whose squared norm overflows float64"):
+        reg.predict(huge)
 
 
 def test_multi_output_and_predictions_one_by_one():

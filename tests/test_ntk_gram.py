@@ -53,19 +53,19 @@ def test_kernel_matrix_equals_the_dense_gram_in_any_blocks(dims, rank, route):
         np.testing.assert_allclose(cross, X @ Y.T, rtol=1e-12, atol=1e-12)
 
 
-def test_transform_sees_every_block_once_and_knows_the_diagonal():
+def test_transform_sees_every_block_once_with_its_place():
     data = points(10, (3, 4), 1, seed=2)
+    expected = data.to_dense() @ data.to_dense().T  # (n, n)
     seen = []
 
-    def mark(block, on_diagonal):
-        seen.append((block.shape, on_diagonal))
-        if on_diagonal:
-            assert np.allclose(np.diag(block), data.norms() ** 2 if block.shape[0] == 10 else np.diag(block))
-        block[:] = 1.0
+    def mark(block, i0, j0):
+        seen.append((i0, j0))
+        np.testing.assert_allclose(block, expected[i0 : i0 + block.shape[0], j0 : j0 + block.shape[1]], rtol=1e-12)
+        block[:] = i0 + 100 * j0
 
     out = kernel_matrix(data, transform=mark, block_bytes=8 * 16)  # 4 x 4 point blocks (R = 1)
-    assert np.all(out == 1.0)
-    assert sum(d for _, d in seen) == 3 and len(seen) == 6  # 3 diagonal + 3 upper blocks of a 3 x 3 grid
+    assert seen == [(0, 0), (0, 4), (0, 8), (4, 4), (4, 8), (8, 8)]  # the upper triangle of a 3 x 3 grid
+    assert out[5, 1] == 400 and out[1, 5] == 400 and out[9, 9] == 808  # mirrored below the diagonal
 
 
 @pytest.mark.parametrize("shift", [0.0, 0.9, 1.7])
@@ -90,3 +90,54 @@ def test_ntk_cross_checks_dims():
 
     with pytest.raises(ValidationError, match=r"other must have the factor dims \(3, 4\)"):
         ntk_cross(points(2, (3, 4), 1, 0), points(2, (4, 3), 1, 0), 1.0)
+
+
+def naive_upper_bivariate(h, k, r):
+    """Pr[Z1 > h, Z2 > k] = Φ̄(h)Φ̄(k) + (1/2π) ∫_0^{arcsin r} exp(-(h² + k² - 2hk sin t) / (2 cos² t)) dt."""
+    import warnings
+
+    from scipy import integrate, stats
+
+    f = lambda t: np.exp(-(h * h + k * k - 2 * h * k * np.sin(t)) / (2 * np.cos(t) ** 2))  # noqa: E731
+    with warnings.catch_warnings():  # quad warns that it cannot reach 1e-16; it reaches ~1e-17
+        warnings.simplefilter("ignore", integrate.IntegrationWarning)
+        tail = integrate.quad(f, 0.0, np.arcsin(r), epsabs=1e-16, epsrel=1e-14, limit=500)[0]
+    return stats.norm.sf(h) * stats.norm.sf(k) + tail / (2 * np.pi)
+
+
+def test_bivariate_kernel_equals_its_quadrature_twin():
+    from kronsgd.kernels.bivariate import upper_bivariate
+
+    rng = np.random.default_rng(0)
+    for _ in range(150):
+        h, k = rng.uniform(-3, 4, 2)
+        near_one = rng.choice([-1.0, 1.0]) * (1 - 10 ** rng.uniform(-12, -1))
+        r = rng.choice([rng.uniform(-1, 1), near_one])
+        assert abs(upper_bivariate(h, k, r) - naive_upper_bivariate(h, k, r)) < 1e-14, (h, k, r)
+    for b in (0.0, 0.4, 1.7):  # equal thresholds: the orthant probability
+        rho = np.linspace(-1, 1, 41)
+        fast = np.array([upper_bivariate(b, b, r) for r in rho])
+        np.testing.assert_allclose(fast, orthant_probability(rho, b), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.2])
+def test_ntk_of_points_of_any_norm(shift):
+    data = points(12, (3, 4), 2, seed=5)
+    zero = KroneckerData([np.zeros((1, 2, 3)), np.zeros((1, 2, 4))])
+    both = KroneckerData([np.concatenate([f, z]) for f, z in zip(data.factors, zero.factors, strict=True)])
+    X = both.to_dense()  # (13, d), the last point 0
+    G, s = X @ X.T, np.linalg.norm(X, axis=1)
+    expected = np.zeros((13, 13))
+    for i in range(12):
+        for j in range(12):
+            r = 1.0 if i == j else np.clip(G[i, j] / (s[i] * s[j]), -1, 1)
+            expected[i, j] = G[i, j] * naive_upper_bivariate(shift / s[i], shift / s[j], r)
+    H = ntk_gram(both, shift, normalize=False, block_bytes=8 * 4 * 5 * 5)  # 5-point blocks
+    np.testing.assert_allclose(H, expected, rtol=1e-12, atol=1e-14 * np.abs(expected).max())
+    np.testing.assert_array_equal(H, H.T)
+    cross = ntk_cross(both[[0, 12, 3]], both, shift, normalize=False)
+    np.testing.assert_allclose(cross[[0, 2]][:, :12], expected[[0, 3]][:, :12], rtol=1e-7)  # ρ_ii = 1 ± 1e-16
+    assert np.all(cross[1] == 0) and np.all(cross[:, 12] == 0)
+    unit = ntk_gram(data, shift)  # scaling every point to norm 1 first gives the normalised kernel
+    scaled = KroneckerData([data.normalized().factors[0], data.normalized().factors[1]])
+    np.testing.assert_allclose(ntk_gram(scaled, shift, normalize=False), unit, rtol=1e-9, atol=1e-15)

@@ -25,7 +25,7 @@ from .inputs import StructuredInputs, _checked
 from .kernel_ridge import cholesky_solve, eigen_bytes, ridge_path
 
 DEFAULT_WIDTH = 1024  # shift=None takes the net's default threshold at this width, as KronMLP* does
-ALPHA_GRID = np.logspace(-6, 1, 29)  # alpha="auto": candidates in units of H's diagonal Φ̄(b), 4 per decade
+ALPHA_GRID = np.logspace(-6, 1, 29)  # alpha="auto": candidates in units of H's mean diagonal, 4 per decade
 
 
 class KronNTKBase(StructuredInputs, BaseEstimator):
@@ -83,8 +83,6 @@ class KronNTKBase(StructuredInputs, BaseEstimator):
             raise self._invalid("selection", "'loo' or 'gcv'")
         if not isinstance(self.normalize, (bool, np.bool_)):
             raise self._invalid("normalize", "a bool")
-        if not self.normalize:
-            raise self._invalid("normalize", "True (the kernel of points of other norms is not implemented)")
         if not isinstance(self.factor_shape, (str, tuple, list)):
             raise self._invalid("factor_shape", "'auto', a tuple of ints such as (8, 8), or a str such as '8x8'")
         return params
@@ -102,6 +100,7 @@ class KronNTKBase(StructuredInputs, BaseEstimator):
                 f"X has no point with a nonzero norm; {type(self).__name__} cannot learn from zero vectors."
             )
         data, targets = (data, targets) if keep.all() else (data[keep], targets[keep])
+        self._check_norms(data, "X")
         n, alpha = data.n, params["alpha"]
         budget = resolve_budget(params["memory_budget"])
         # The evd driver needs one more n x n array of workspace: take it when the budget allows.
@@ -116,13 +115,15 @@ class KronNTKBase(StructuredInputs, BaseEstimator):
             "grows as width x n, not n².",
         )
         self.shift_ = params["shift"]
-        H = ntk_gram(data, self.shift_)  # (n, n)
+        H = ntk_gram(data, self.shift_, normalize=bool(self.normalize))  # (n, n)
         if isinstance(alpha, float):
             self.alpha_, self.alphas_, self.cv_errors_ = alpha, None, None
-            rebuild = lambda: ntk_gram(data, self.shift_)  # noqa: E731 - only where the Cholesky fails
+            rebuild = lambda: ntk_gram(data, self.shift_, normalize=bool(self.normalize))  # noqa: E731 - if needed
             self.dual_coef_ = cholesky_solve(H, targets, alpha, rebuild=rebuild)  # (n, C), H factored in place
         else:
-            grid = fire_fraction(self.shift_) * ALPHA_GRID if isinstance(alpha, str) else alpha
+            # Unit points have H_ii = Φ̄(b); otherwise the grid follows the mean diagonal.
+            scale = fire_fraction(self.shift_) if self.normalize else float(np.mean(np.diag(H)))
+            grid = scale * ALPHA_GRID if isinstance(alpha, str) else alpha
             path = ridge_path(H, targets, grid, self.selection, evd=evd)
             self.alpha_, self.alphas_, self.cv_errors_ = float(grid[path.best]), grid, path.errors
             self.dual_coef_ = path.dual_coef  # (n, C)
@@ -137,15 +138,24 @@ class KronNTKBase(StructuredInputs, BaseEstimator):
         keep = np.flatnonzero(data.norms() > 0)  # (k,)
         rows = max(1, BLOCK_BYTES // (8 * self.X_fit_.n))  # one (rows, n_train) kernel block at a time
         for start in range(0, keep.size, rows):
-            idx = keep[start : start + rows]
-            out[idx] = ntk_cross(data[idx], self.X_fit_, self.shift_) @ self.dual_coef_  # (rows, C)
+            chunk = data[keep[start : start + rows]]
+            self._check_norms(chunk, "X")
+            kernel = ntk_cross(chunk, self.X_fit_, self.shift_, normalize=bool(self.normalize))  # (rows, n_train)
+            out[keep[start : start + rows]] = kernel @ self.dual_coef_  # (rows, C)
         return out
+
+    def _check_norms(self, data, name: str) -> None:
+        """Without normalize, inner products of points beyond float64's range have no kernel."""
+        if not self.normalize and not np.all(np.isfinite(data.norms() ** 2)):
+            raise ValidationError(
+                f"{name} has points whose squared norm overflows float64; rescale them or use normalize=True."
+            )
 
 
 _PARAMETERS = """
     alpha : "auto", float > 0 or 1-d array of floats > 0, default "auto"
-        Ridge α of (H + αI) c = y. "auto" tries 29 values from 1e-6 to 10 times H's diagonal
-        Φ̄(b) (4 per decade) and keeps the best by ``selection``, all from one
+        Ridge α of (H + αI) c = y. "auto" tries 29 values from 1e-6 to 10 times H's mean
+        diagonal (Φ̄(b) for unit points; 4 per decade) and keeps the best by ``selection``, all from one
         eigendecomposition of H (about 9 n³ flops); an array gives the candidates itself; a
         float is solved by Cholesky (n³ / 3 flops).
     shift : float >= 0 or None, default None
@@ -163,7 +173,9 @@ _PARAMETERS = """
     energy : float in (0, 1], default 0.99
         Share of the squared norm of dense X that rank="auto" keeps.
     normalize : bool, default True
-        Points are scaled to unit norm, as the net does by default; only True is implemented.
+        Scale every point to unit norm, as the net does by default. Without, a point of norm
+        s fires a neuron when a standard normal exceeds b / s, and the kernel is
+        <x_i, x_j> · Pr[Z1 > b / s_i, Z2 > b / s_j] (the net with normalize=False).
     memory_budget : int or None, default None
         Bytes fit may allocate for its n x n matrices (one for a float alpha, two for a
         list or "auto", three when the faster eigensolver fits); None means half the free

@@ -30,7 +30,7 @@ def inner_product_cost(data: KroneckerData, other: KroneckerData) -> tuple[str, 
 def kernel_matrix(
     data: KroneckerData,
     other: KroneckerData | None = None,
-    transform: Callable[[np.ndarray, bool], None] | None = None,
+    transform: Callable[[np.ndarray, int, int], None] | None = None,
     out: np.ndarray | None = None,
     block_bytes: int = BLOCK_BYTES,
 ) -> np.ndarray:
@@ -42,9 +42,10 @@ def kernel_matrix(
         n points x_i.
     other : KroneckerData or None
         n2 points y_j of the same dims; None means ``data`` itself.
-    transform : callable(block, on_diagonal) or None
-        Called on every (rows, cols) C-contiguous float64 block of inner products, which it
-        overwrites in place; ``on_diagonal`` says that the block's diagonal is <x_i, x_i>.
+    transform : callable(block, i0, j0) or None
+        Called on every (rows, cols) C-contiguous float64 block of inner products, the one
+        at out[i0:, j0:], which it overwrites in place. With other=None a block with
+        i0 == j0 lies on the diagonal (<x_i, x_i>).
     out : ndarray (n, n2) or None
         Written in place when given (C-contiguous float64).
     block_bytes : int
@@ -85,7 +86,7 @@ def kernel_matrix(
             if symmetric and i0 == j0:
                 block = 0.5 * (block + block.T)  # exactly symmetric, whatever order the GEMM summed in
             if transform is not None:
-                transform(block, symmetric and i0 == j0)
+                transform(block, i0, j0)
             out[i0:i1, j0:j1] = block
             if symmetric and j0 != i0:
                 out[j0:j1, i0:i1] = block.T

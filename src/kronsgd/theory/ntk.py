@@ -34,6 +34,7 @@ import numpy as np
 
 from ..base.errors import ValidationError
 from ..base.validation import check_array, check_choice, check_float, check_int
+from ..kernels.bivariate import ntk_from_inner_products
 from ..model.net import as_data, check_seed
 from .gram import BLOCK_BYTES, kernel_matrix
 from .orthant import fire_fraction, orthant_probability
@@ -51,15 +52,18 @@ __all__ = [
 ]
 
 
-def ntk_gram(data, shift, *, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
-    """The infinite-width NTK H[i, j] = ρ_ij · Pr[Z1 > b, Z2 > b], ρ = Gram of the unit points.
+def ntk_gram(data, shift, *, normalize: bool = True, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """The infinite-width NTK H[i, j] = <x_i, x_j> · Pr[Z_i > b, Z_j > b], w·x ~ N(0, |x|²).
 
-    The points are scaled to unit norm first (as the net does by default); ρ comes from the
-    factors (or from blocks of dense rows where that is cheaper, see ``kernel_matrix``),
-    never from a whole dense X. Blocks of the upper triangle are computed with BLAS, turned
-    into NTK entries in place by a tabulated orthant probability (``orthant_table``, equal
-    to ``orthant_probability`` within 1e-12 · Φ̄(b)), and mirrored: the only
-    (n, n) array is the result.
+    With ``normalize`` (the net's default) the points are scaled to unit norm first, and
+    H[i, j] = ρ_ij · Pr[Z1 > b, Z2 > b] with ρ the Gram of the unit points, by a tabulated
+    orthant probability (``orthant_table``, within 1e-12 · Φ̄(b) of ``orthant_probability``).
+    Without, a point of norm s fires when a standard normal exceeds b / s: H[i, j] =
+    <x_i, x_j> · Pr[Z1 > b / s_i, Z2 > b / s_j] (Genz's bivariate normal, about 1e-15), and a
+    zero point's row is 0. The inner products come from the factors (or from blocks of
+    dense rows where that is cheaper, see ``kernel_matrix``), never from a whole dense X;
+    blocks of the upper triangle are turned into NTK entries in place and mirrored: the
+    only (n, n) array is the result.
 
     Parameters
     ----------
@@ -67,6 +71,8 @@ def ntk_gram(data, shift, *, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
         n points.
     shift : float >= 0
         The net's threshold b (``net.shift``).
+    normalize : bool, default True
+        Scale the points to unit norm first, as a net with normalize=True does.
     block_bytes : int, optional
         Bytes of one block temporary.
 
@@ -82,22 +88,38 @@ def ntk_gram(data, shift, *, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
     >>> H = ntk_gram(data, 0.0)
     >>> H.shape, bool(np.allclose(np.diag(H), 0.5))
     ((5, 5), True)
+    >>> bool(np.allclose(np.diag(ntk_gram(data, 0.0, normalize=False)), data.norms() ** 2 / 2))
+    True
     """
     data = as_data(data)
-    table = orthant_table(check_float(shift, "shift", low=0.0))
+    b = check_float(shift, "shift", low=0.0)
+    if normalize:
+        table = orthant_table(b)
 
-    def to_ntk(block: np.ndarray, on_diagonal: bool) -> None:
-        if on_diagonal:
-            np.fill_diagonal(block, 1.0)  # unit points: ρ_ii = 1 exactly (arcsin amplifies 1 - 1e-16)
-        table.ntk_inplace(block)
+        def to_ntk(block: np.ndarray, i0: int, j0: int) -> None:
+            if i0 == j0:
+                np.fill_diagonal(block, 1.0)  # unit points: ρ_ii = 1 exactly (arcsin amplifies 1 - 1e-16)
+            table.ntk_inplace(block)
 
-    return kernel_matrix(data.normalized(), transform=to_ntk, block_bytes=block_bytes)
+        return kernel_matrix(data.normalized(), transform=to_ntk, block_bytes=block_bytes)
+    norms = data.norms()  # (n,)
+
+    def to_ntk_scaled(block: np.ndarray, i0: int, j0: int) -> None:
+        rows, cols = slice(i0, i0 + block.shape[0]), slice(j0, j0 + block.shape[1])
+        ntk_from_inner_products(block, norms[rows], norms[cols], b)
+        if i0 == j0:  # ρ_ii = 1 exactly: H_ii = s² Φ̄(b / s)
+            s = norms[rows]
+            with np.errstate(divide="ignore", invalid="ignore"):  # a zero point: b / 0, its entry is 0
+                np.fill_diagonal(block, np.where(s > 0, s * s * _upper_tail(b / s), 0.0))
+
+    return kernel_matrix(data, transform=to_ntk_scaled, block_bytes=block_bytes)
 
 
-def ntk_cross(data, other, shift, *, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
-    """The NTK between two sets of points, H[i, j] = ρ(x_i, y_j) · Pr[Z1 > b, Z2 > b].
+def ntk_cross(data, other, shift, *, normalize: bool = True, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """The NTK between two sets of points, H[i, j] = <x_i, y_j> · Pr[Z_i > b, Z_j > b].
 
-    What prediction needs: the rows of new points against the training points.
+    What prediction needs: the rows of new points against the training points. The same
+    kernel as ``ntk_gram``, with or without scaling the points to unit norm.
 
     Parameters
     ----------
@@ -106,6 +128,7 @@ def ntk_cross(data, other, shift, *, block_bytes: int = BLOCK_BYTES) -> np.ndarr
     other : KroneckerData or list of factor arrays
         n2 points y_j of the same factor dims.
     shift : float >= 0
+    normalize : bool, default True
     block_bytes : int, optional
 
     Returns
@@ -123,9 +146,22 @@ def ntk_cross(data, other, shift, *, block_bytes: int = BLOCK_BYTES) -> np.ndarr
     data, other = as_data(data), as_data(other, "other")
     if other.dims != data.dims:
         raise ValidationError(f"other must have the factor dims {data.dims} of data. Got {other.dims}.")
-    table = orthant_table(check_float(shift, "shift", low=0.0))
-    unit, other_unit = data.normalized(), other.normalized()
-    return kernel_matrix(unit, other_unit, transform=lambda block, _: table.ntk_inplace(block), block_bytes=block_bytes)
+    b = check_float(shift, "shift", low=0.0)
+    if normalize:
+        table = orthant_table(b)
+        unit, other_unit = data.normalized(), other.normalized()
+        return kernel_matrix(unit, other_unit, transform=lambda block, *_: table.ntk_inplace(block), block_bytes=block_bytes)
+    norms, other_norms = data.norms(), other.norms()  # (n,), (n2,)
+
+    def to_ntk_scaled(block: np.ndarray, i0: int, j0: int) -> None:
+        ntk_from_inner_products(block, norms[i0 : i0 + block.shape[0]], other_norms[j0 : j0 + block.shape[1]], b)
+
+    return kernel_matrix(data, other, transform=to_ntk_scaled, block_bytes=block_bytes)
+
+
+def _upper_tail(z: np.ndarray) -> np.ndarray:
+    """Φ̄(z) elementwise (z may be inf: 0)."""
+    return 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2.0))
 
 
 @dataclass(frozen=True)
