@@ -150,7 +150,8 @@ def ntk_cross(data, other, shift, *, normalize: bool = True, block_bytes: int = 
     if normalize:
         table = orthant_table(b)
         unit, other_unit = data.normalized(), other.normalized()
-        return kernel_matrix(unit, other_unit, transform=lambda block, *_: table.ntk_inplace(block), block_bytes=block_bytes)
+        to_ntk = lambda block, *_: table.ntk_inplace(block)  # noqa: E731 - ρ ↦ ρ · Pr, in place
+        return kernel_matrix(unit, other_unit, transform=to_ntk, block_bytes=block_bytes)
     norms, other_norms = data.norms(), other.norms()  # (n,), (n2,)
 
     def to_ntk_scaled(block: np.ndarray, i0: int, j0: int) -> None:
