@@ -62,9 +62,14 @@ class RidgePath:
     dual_coef: np.ndarray
 
 
-def eigen_bytes(n: int, evd: bool) -> int:
-    """Bytes of ``ridge_path`` on an (n, n) kernel beyond the kernel itself (eigenvectors, workspace)."""
-    return 8 * n * n * (2 if evd else 1) + 8 * 32 * n
+def eigen_bytes(n: int, evd: bool, alphas: int, outputs: int) -> int:
+    """Bytes of ``ridge_path`` on an (n, n) kernel beyond the kernel itself.
+
+    The eigenvectors (or LAPACK's workspace: one more n x n for "evd"), and the (n, A, C)
+    coefficients of every α with their temporary, the (n, A) inverse diagonals and the
+    eigensolver's O(n) work.
+    """
+    return 8 * n * n * (2 if evd else 1) + 8 * n * (2 * alphas * outputs + 2 * alphas + 32)
 
 
 def ridge_path(H: np.ndarray, Y: np.ndarray, alphas: np.ndarray, criterion: str, evd: bool = True) -> RidgePath:

@@ -104,8 +104,12 @@ class KronNTKBase(StructuredInputs, BaseEstimator):
         n, alpha = data.n, params["alpha"]
         budget = resolve_budget(params["memory_budget"])
         # The evd driver needs one more n x n array of workspace: take it when the budget allows.
-        evd = 8 * n * n + eigen_bytes(n, True) <= budget
-        need = 8 * n * n + (eigen_bytes(n, evd) if not isinstance(alpha, float) else 8 * 8 * n)
+        candidates = ALPHA_GRID.size if isinstance(alpha, str) else np.size(alpha)
+        evd = 8 * n * n + eigen_bytes(n, True, candidates, targets.shape[1]) <= budget
+        if isinstance(alpha, float):
+            need = 8 * n * n + 8 * n * 2 * targets.shape[1]  # H factored in place, and the solution
+        else:
+            need = 8 * n * n + eigen_bytes(n, evd, candidates, targets.shape[1])
         arrays = f"one {n} x {n} float64 matrix" if isinstance(alpha, float) else f"two {n} x {n} float64 matrices"
         require(
             need,
