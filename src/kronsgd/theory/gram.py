@@ -111,5 +111,7 @@ def _factor_block(data: KroneckerData, i0: int, i1: int, other: KroneckerData, j
     for f, g in zip(data.factors, other.factors, strict=True):
         term = f[i0:i1].reshape(b * r1, -1) @ g[j0:j1].reshape(c * r2, -1).T  # (b·R1, c·R2)
         pairs = term if pairs is None else np.multiply(pairs, term, out=pairs)
+    if r1 == r2 == 1:
+        return pairs  # (b, c): one term pair, nothing to sum
     summed = pairs.reshape(b * r1 * c, r2) @ np.ones(r2)  # (b·R1·c,) sum over q' as a GEMV: 6× numpy's sum
     return np.ascontiguousarray(summed.reshape(b, r1, c).sum(axis=1))  # (b, c)
