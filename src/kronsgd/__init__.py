@@ -41,16 +41,20 @@ __all__ = [
     "theory",
 ]
 
-_ESTIMATORS = ("KronMLPClassifier", "KronMLPRegressor")
+_ESTIMATORS = {  # name: module of kronsgd.estimators
+    "KronMLPClassifier": "mlp",
+    "KronMLPRegressor": "mlp",
+    "KronNTKClassifier": "ntk",
+    "KronNTKRegressor": "ntk",
+}
 if importlib.util.find_spec("sklearn") is not None:  # listed only where `import *` can load them
-    __all__ += _ESTIMATORS
+    __all__ += list(_ESTIMATORS)
 
 
 def __getattr__(name: str):
     """The scikit-learn estimators, imported on first use: scikit-learn is an optional extra."""
     if name in _ESTIMATORS:
         require_module("sklearn", "sklearn", f"kronsgd.{name}")
-        from .estimators import mlp as _estimators
-
-        return getattr(_estimators, name)
+        module = importlib.import_module(f".estimators.{_ESTIMATORS[name]}", __name__)
+        return getattr(module, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

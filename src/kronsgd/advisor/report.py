@@ -14,6 +14,7 @@ from ..base.memory import GRAM_SHARE, format_bytes, resolve_budget
 from ..base.validation import check_int
 from ..data.structure import rank_for_energy, resolve, split
 from ..model.net import default_shift, fire_fraction
+from .solvers import SolverAdvice, advise_solver
 
 _ITEMSIZE = 4  # KronSGD's default dtype (float32) sets the bytes of P, alpha and G
 _RATES: dict[str, float] = {}  # this machine's measured rates, filled once per process
@@ -97,6 +98,7 @@ class StructureReport:
     structured_step_seconds: float
     predicted_speedup: float
     candidates: tuple = ()  # (shape, rank, stored numbers per sample, energy) scored by shape="auto"
+    solvers: SolverAdvice | None = None  # predicted time and memory of the kernel limit, KronSGD and dense SGD
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: tuples become lists, candidates become dicts."""
@@ -132,6 +134,8 @@ class StructureReport:
             f"(rows·n·{2 * self.itemsize} B at {self.bandwidth / 1e9:.3g} GB/s + nnz·n at {self.update_rate:.3g}/s)",
             f"  predicted speedup      {self.predicted_speedup:.3g}x",
         ]
+        if self.solvers is not None:
+            lines.append(str(self.solvers))
         if self.candidates:
             lines.append("Candidates (scored on a sample):  shape  rank  stored/d  energy")
             for c in self.candidates:
@@ -236,6 +240,10 @@ def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32
         structured_step_seconds=structured,
         predicted_speedup=dense_seconds / structured,
         candidates=tuple((c.shape, c.rank, c.stored, c.energy) for c in candidates),
+        solvers=advise_solver(
+            n, tuple(dims), R, width=width, batch_size=S, sgd_step_seconds=structured,
+            dense_step_seconds=dense_seconds, gemm_rate=rates["gemm"],
+        ),
     )
 
 

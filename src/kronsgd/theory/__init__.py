@@ -13,9 +13,11 @@ from .ntk import (
     fire_fraction,
     lr_limit,
     min_eigenvalue,
+    ntk_cross,
     ntk_gram,
     orthant_probability,
 )
+from .orthant_table import OrthantTable, orthant_table
 
 __all__ = [
     "DriftTracker",
@@ -26,7 +28,10 @@ __all__ = [
     "fire_fraction",
     "lr_limit",
     "min_eigenvalue",
+    "ntk_cross",
     "ntk_gram",
+    "OrthantTable",
     "orthant_probability",
+    "orthant_table",
     "theory_report",
 ]

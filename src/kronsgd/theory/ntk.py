@@ -34,112 +34,36 @@ import numpy as np
 
 from ..base.errors import ValidationError
 from ..base.validation import check_array, check_choice, check_float, check_int
+from ..kernels.bivariate import ntk_from_inner_products
 from ..model.net import as_data, check_seed
-from ..model.net import fire_fraction as _fire_fraction
+from .gram import BLOCK_BYTES, kernel_matrix
+from .orthant import fire_fraction, orthant_probability
+from .orthant_table import orthant_table
 
-_NODES = 32  # Gauss–Legendre nodes per panel; 48 gains nothing measurable (see orthant_probability)
-_CHUNK = 1 << 15  # correlations per block of the quadrature: bounds the (chunk, nodes) temporaries
-_TINY_SHIFT = 1e-12  # below this, b is taken as 0: |dPr/db| <= 2φ(b) < 1, so the error is < 1e-12
-_GL_T, _GL_W = np.polynomial.legendre.leggauss(_NODES)
-_GL_T, _GL_W = (_GL_T + 1.0) / 2.0, _GL_W / 2.0  # nodes and weights on [0, 1]
-
-
-def fire_fraction(shift) -> float:
-    """Φ̄(b) = Pr[Z > b], Z ~ N(0, 1): the share of neurons firing on a unit input at init.
-
-    Examples
-    --------
-    >>> round(fire_fraction(0.0), 3), round(fire_fraction(1.0), 4)
-    (0.5, 0.1587)
-    """
-    return _fire_fraction(check_float(shift, "shift", low=0.0))
+__all__ = [
+    "EigenvalueEstimate",
+    "contraction_factor",
+    "fire_fraction",
+    "lr_limit",
+    "min_eigenvalue",
+    "ntk_cross",
+    "ntk_gram",
+    "orthant_probability",
+]
 
 
-def orthant_probability(rho, shift) -> np.ndarray:
-    """Pr[Z1 > b, Z2 > b] for a standard bivariate normal pair of correlation ρ.
+def ntk_gram(data, shift, *, normalize: bool = True, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """The infinite-width NTK H[i, j] = <x_i, x_j> · Pr[Z_i > b, Z_j > b], w·x ~ N(0, |x|²).
 
-    From d/dρ Pr = exp(-b²/(1 + ρ)) / (2π √(1 - ρ²)), with ρ = sin θ to remove the
-    singularity at |ρ| = 1, in two forms whose terms are all positive (no cancellation):
-
-    * ρ >= 0:  Φ̄(b)² + (1/2π) ∫_0^θ exp(-b²/(1 + sin s)) ds,  θ = arcsin ρ;
-    * ρ < 0:   (1/π) ∫_0^φ exp(-b²/(2 sin² v)) dv,  φ = arccos(-ρ)/2 (integrated from
-      ρ = -1, where Pr = 0; s = 2v - π/2). Near v = 0 this integrand turns on over a scale
-      of about b, so [0, φ] is cut into panels at b/4, b, 4b, ...
-
-    Each piece by 32-point Gauss–Legendre. Checked against mpmath wherever Pr > 1e-30: relative
-    error below 1e-13 for b <= 2.5 and below 1e-10 up to b = 6; smaller Pr lose relative (never
-    absolute) accuracy.
-    b = 0 uses the closed form 1/4 + arcsin(ρ)/(2π), and so does b < 1e-12 (|dPr/db| <=
-    2φ(0) < 1, so Pr moves by less than b between 0 and b).
-
-    Parameters
-    ----------
-    rho : array-like of any shape
-        Correlations in [-1, 1]; values within 1e-12 outside are clipped (rounding of Grams).
-    shift : float >= 0
-        The threshold b.
-
-    Returns
-    -------
-    ndarray of rho's shape, float64
-
-    Examples
-    --------
-    >>> p = orthant_probability([-1.0, 0.0, 1.0], 1.0)
-    >>> bool(p[0] == 0.0), bool(np.isclose(p[1], fire_fraction(1.0) ** 2)), bool(np.isclose(p[2], fire_fraction(1.0)))
-    (True, True, True)
-    """
-    b = check_float(shift, "shift", low=0.0)
-    shape = np.shape(rho)
-    rho = check_array(rho, "rho", ndim=tuple(range(33)), allow_empty=True).reshape(shape)
-    if rho.size and (rho.min() < -1.0 - 1e-12 or rho.max() > 1.0 + 1e-12):
-        raise ValidationError(f"rho must lie in [-1, 1]. Got values in [{rho.min()}, {rho.max()}].")
-    flat = np.clip(rho, -1.0, 1.0).ravel()  # (N,)
-    if b < _TINY_SHIFT:
-        return (0.25 + np.arcsin(flat) / (2.0 * np.pi)).reshape(rho.shape)
-    out = np.empty_like(flat)  # (N,)
-    up = flat >= 0.0  # (N,)
-    out[up] = _upper_half(np.arcsin(flat[up]), b)
-    out[~up] = _lower_half(0.5 * np.arccos(-flat[~up]), b)
-    return out.reshape(rho.shape)
-
-
-def _upper_half(theta: np.ndarray, b: float) -> np.ndarray:
-    """Φ̄(b)² + (1/2π) ∫_0^θ exp(-b²/(1 + sin s)) ds for θ (N,) in [0, π/2]; 1 + sin s >= 1."""
-    out = np.empty_like(theta)  # (N,)
-    for start in range(0, theta.size, _CHUNK):
-        th = theta[start : start + _CHUNK]  # (c,)
-        g = np.exp(-b * b / (1.0 + np.sin(th[:, None] * _GL_T)))  # (c, nodes)
-        out[start : start + th.size] = g @ _GL_W * th / (2.0 * np.pi)
-    return _fire_fraction(b) ** 2 + out
-
-
-def _lower_half(phi: np.ndarray, b: float) -> np.ndarray:
-    """(1/π) ∫_0^φ exp(-b²/(2 sin² v)) dv for φ (N,) in [0, π/4], on panels graded at scale b."""
-    edges = [0.0]
-    edge = b / 4.0
-    while edge < 0.25 * np.pi:
-        edges.append(edge)
-        edge *= 4.0
-    edges.append(0.25 * np.pi)
-    edges = np.asarray(edges)  # (P+1,)
-    out = np.empty_like(phi)  # (N,)
-    chunk = max(1, _CHUNK // (edges.size - 1))
-    for start in range(0, phi.size, chunk):
-        ph = phi[start : start + chunk, None]  # (c, 1)
-        lo, hi = np.minimum(edges[:-1], ph), np.minimum(edges[1:], ph)  # (c, P) panels clipped to [0, φ]
-        s = np.sin(lo[..., None] + (hi - lo)[..., None] * _GL_T)  # (c, P, nodes)
-        with np.errstate(divide="ignore"):  # sin v = 0 exactly: the integrand is exp(-inf) = 0
-            g = np.exp(-b * b / (2.0 * s * s))  # (c, P, nodes)
-        out[start : start + ph.shape[0]] = np.sum(g @ _GL_W * (hi - lo), axis=1) / np.pi
-    return out
-
-
-def ntk_gram(data, shift) -> np.ndarray:
-    """The infinite-width NTK H[i, j] = ρ_ij · Pr[Z1 > b, Z2 > b], ρ = Gram of the unit points.
-
-    The points are scaled to unit norm first (as the net does by default); ρ comes from the
-    factors only, never from dense x.
+    With ``normalize`` (the net's default) the points are scaled to unit norm first, and
+    H[i, j] = ρ_ij · Pr[Z1 > b, Z2 > b] with ρ the Gram of the unit points, by a tabulated
+    orthant probability (``orthant_table``, within 1e-12 · Φ̄(b) of ``orthant_probability``).
+    Without, a point of norm s fires when a standard normal exceeds b / s: H[i, j] =
+    <x_i, x_j> · Pr[Z1 > b / s_i, Z2 > b / s_j] (Genz's bivariate normal, about 1e-15), and a
+    zero point's row is 0. The inner products come from the factors (or from blocks of
+    dense rows where that is cheaper, see ``kernel_matrix``), never from a whole dense X;
+    blocks of the upper triangle are turned into NTK entries in place and mirrored: the
+    only (n, n) array is the result.
 
     Parameters
     ----------
@@ -147,6 +71,10 @@ def ntk_gram(data, shift) -> np.ndarray:
         n points.
     shift : float >= 0
         The net's threshold b (``net.shift``).
+    normalize : bool, default True
+        Scale the points to unit norm first, as a net with normalize=True does.
+    block_bytes : int, optional
+        Bytes of one block temporary.
 
     Returns
     -------
@@ -160,21 +88,81 @@ def ntk_gram(data, shift) -> np.ndarray:
     >>> H = ntk_gram(data, 0.0)
     >>> H.shape, bool(np.allclose(np.diag(H), 0.5))
     ((5, 5), True)
+    >>> bool(np.allclose(np.diag(ntk_gram(data, 0.0, normalize=False)), data.norms() ** 2 / 2))
+    True
     """
     data = as_data(data)
     b = check_float(shift, "shift", low=0.0)
-    rho = data.normalized().gram()  # (n, n)
-    rho = np.clip(0.5 * (rho + rho.T), -1.0, 1.0)  # exactly symmetric, rounding clipped
-    np.fill_diagonal(rho, 1.0)
-    H = np.empty_like(rho)  # (n, n)
-    rows = max(1, _CHUNK // max(rho.shape[0], 1))
-    for i0 in range(0, data.n, rows):  # the upper triangle by row blocks, then mirrored
-        i1 = min(i0 + rows, data.n)
-        block = rho[i0:i1, i0:]  # (rows, n - i0)
-        H[i0:i1, i0:] = block * orthant_probability(block, b)
-    upper = np.triu_indices(data.n, 1)
-    H[upper[1], upper[0]] = H[upper]  # mirror: vectorised exp/arcsin may round the same ρ differently by position
-    return H
+    if normalize:
+        table = orthant_table(b)
+
+        def to_ntk(block: np.ndarray, i0: int, j0: int) -> None:
+            if i0 == j0:
+                np.fill_diagonal(block, 1.0)  # unit points: ρ_ii = 1 exactly (arcsin amplifies 1 - 1e-16)
+            table.ntk_inplace(block)
+
+        return kernel_matrix(data.normalized(), transform=to_ntk, block_bytes=block_bytes)
+    norms = data.norms()  # (n,)
+
+    def to_ntk_scaled(block: np.ndarray, i0: int, j0: int) -> None:
+        rows, cols = slice(i0, i0 + block.shape[0]), slice(j0, j0 + block.shape[1])
+        ntk_from_inner_products(block, norms[rows], norms[cols], b)
+        if i0 == j0:  # ρ_ii = 1 exactly: H_ii = s² Φ̄(b / s)
+            s = norms[rows]
+            with np.errstate(divide="ignore", invalid="ignore"):  # a zero point: b / 0, its entry is 0
+                np.fill_diagonal(block, np.where(s > 0, s * s * _upper_tail(b / s), 0.0))
+
+    return kernel_matrix(data, transform=to_ntk_scaled, block_bytes=block_bytes)
+
+
+def ntk_cross(data, other, shift, *, normalize: bool = True, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+    """The NTK between two sets of points, H[i, j] = <x_i, y_j> · Pr[Z_i > b, Z_j > b].
+
+    What prediction needs: the rows of new points against the training points. The same
+    kernel as ``ntk_gram``, with or without scaling the points to unit norm.
+
+    Parameters
+    ----------
+    data : KroneckerData or list of factor arrays
+        n points x_i.
+    other : KroneckerData or list of factor arrays
+        n2 points y_j of the same factor dims.
+    shift : float >= 0
+    normalize : bool, default True
+    block_bytes : int, optional
+
+    Returns
+    -------
+    ndarray of shape (n, n2), float64
+
+    Examples
+    --------
+    >>> from kronsgd import KroneckerData
+    >>> rng = np.random.default_rng(0)
+    >>> data = KroneckerData([rng.normal(size=(5, 3)), rng.normal(size=(5, 4))])
+    >>> bool(np.allclose(ntk_cross(data[:2], data, 0.7), ntk_gram(data, 0.7)[:2]))
+    True
+    """
+    data, other = as_data(data), as_data(other, "other")
+    if other.dims != data.dims:
+        raise ValidationError(f"other must have the factor dims {data.dims} of data. Got {other.dims}.")
+    b = check_float(shift, "shift", low=0.0)
+    if normalize:
+        table = orthant_table(b)
+        unit, other_unit = data.normalized(), other.normalized()
+        to_ntk = lambda block, *_: table.ntk_inplace(block)  # noqa: E731 - ρ ↦ ρ · Pr, in place
+        return kernel_matrix(unit, other_unit, transform=to_ntk, block_bytes=block_bytes)
+    norms, other_norms = data.norms(), other.norms()  # (n,), (n2,)
+
+    def to_ntk_scaled(block: np.ndarray, i0: int, j0: int) -> None:
+        ntk_from_inner_products(block, norms[i0 : i0 + block.shape[0]], other_norms[j0 : j0 + block.shape[1]], b)
+
+    return kernel_matrix(data, other, transform=to_ntk_scaled, block_bytes=block_bytes)
+
+
+def _upper_tail(z: np.ndarray) -> np.ndarray:
+    """Φ̄(z) elementwise (z may be inf: 0)."""
+    return 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2.0))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,205 @@
+"""Which solver fits: predicted time and memory of the kernel limit, KronSGD and dense SGD.
+
+The same network can be fitted three ways (DESIGN.md §9):
+
+* **kernel** (``KronNTK*``): its infinite-width limit, kernel ridge regression with the NTK.
+  Time: the n x n kernel from the factors (n²/2 entries of min(d, R² Σ d_l) multiply-adds
+  each) plus the solve (Cholesky n³/3 for a fixed α, an eigendecomposition of about 5 n³
+  GEMM-equivalents for alpha="auto"), float64. Memory: one or two n x n float64 matrices.
+* **sgd** (``KronMLP*``/``KronSGD``): set-up (the Gram matrix, n²/2 entries again, when
+  it is kept, and the initial pre-activations P0, m · n · d multiply-adds) and ``epochs``
+  passes of steps whose cost does not grow with d. Memory: P and α (m x n) and the Gram
+  matrix (n x n) when it takes at most a quarter of the budget, at 4 bytes (float32).
+* **dense** SGD on the materialised x and W: 2 · m · |S| · d multiply-adds per step; memory
+  m · d + n · d.
+
+Times come from this machine's measured rates (``machine_rates`` and a float64 GEMM), so
+they are estimates, good to a small factor; the recommendation is the fastest solver whose
+memory fits the budget, with the reason. KronSGD's time is that of ``epochs`` passes at its
+cost model's step time and BLAS-speed set-up; the kernel's is that of the exact
+infinite-width solution with α chosen by leave-one-out, which SGD approaches only with
+enough steps (DESIGN.md §9: 0.97 test accuracy for the kernel in 7 s on the photos patches,
+0.95 for KronSGD after about 20,000 steps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+import numpy as np
+
+from ..base.memory import GRAM_SHARE, format_bytes, resolve_budget
+from ..theory.orthant_table import orthant_table
+
+_EIGH_GEMMS = 5.0  # eigh with vectors ≈ 5 GEMMs of the same n (measured, 1 thread, n = 1,400: 0.8 s vs 0.19 s)
+_CHOLESKY_GEMMS = 1.0 / 3.0  # n³/3 multiply-adds at GEMM speed
+_RATES64: dict[str, float] = {}  # measured once per process
+
+
+def kernel_rates() -> dict[str, float]:
+    """This machine's float64 GEMM rate and NTK entry time, measured once in about 30 ms.
+
+    Returns
+    -------
+    dict with ``gemm64`` (multiply-adds/s of a 384³ float64 product) and ``entry``
+    (seconds to turn one correlation into an NTK entry: an arcsin and a polynomial).
+    """
+    if not _RATES64:
+        a = np.random.default_rng(0).standard_normal((384, 384))  # (384, 384)
+        _RATES64["gemm64"] = 384**3 / _best(lambda: a @ a)
+        table = orthant_table(1.0)
+        block = np.clip(a / 40.0, -1.0, 1.0)  # (384, 384) correlations
+        _RATES64["entry"] = _best(lambda: table.ntk_inplace(block.copy())) / block.size
+    return dict(_RATES64)
+
+
+def _best(fn, repeats: int = 3) -> float:
+    fn()  # warm up (and compile)
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return max(best, 1e-9)
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverEstimate:
+    """Predicted cost of one solver on the data at hand."""
+
+    name: str  # "kernel", "sgd" or "dense"
+    seconds: float  # fit, set-up included
+    nbytes: int  # peak memory of its large arrays
+    fits: bool  # nbytes within the budget
+    detail: str  # what the time is made of
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverAdvice:
+    """The estimates of every solver and the one recommended, with the reason."""
+
+    estimates: tuple[SolverEstimate, ...]
+    recommended: str
+    reason: str
+    budget: int
+
+    def __str__(self) -> str:
+        lines = [f"Which solver fits (memory budget {format_bytes(self.budget)})"]
+        for e in self.estimates:
+            mark = "" if e.fits else "   over the budget"
+            lines.append(f"  {e.name:<7} {_seconds(e.seconds):>9}  {format_bytes(e.nbytes):>10}   {e.detail}{mark}")
+        lines.append(f"  recommended: {self.recommended} ({self.reason})")
+        return "\n".join(lines)
+
+
+def advise_solver(
+    n: int,
+    dims: tuple[int, ...],
+    rank: int,
+    *,
+    width: int = 1024,
+    batch_size: int = 32,
+    epochs: int = 20,
+    alpha_auto: bool = True,
+    sgd_step_seconds: float,
+    dense_step_seconds: float,
+    gemm_rate: float,
+    gemm64_rate: float | None = None,
+    entry_seconds: float | None = None,
+    budget: int | None = None,
+) -> SolverAdvice:
+    """Predict time and memory of the kernel limit, KronSGD and dense SGD, and pick one.
+
+    Parameters
+    ----------
+    n, dims, rank
+        Points, factor dimensions and Kronecker rank of the data.
+    width, batch_size, epochs
+        The net's m, |S| and passes over the data (KronMLP*'s defaults: 1024, 32, 20).
+    alpha_auto : bool, default True
+        The kernel chooses α from an eigendecomposition (else one Cholesky).
+    sgd_step_seconds, dense_step_seconds
+        Predicted time of one step (``inspect``'s cost model).
+    gemm_rate : float
+        float32 multiply-adds/s (``machine_rates()["gemm"]``).
+    gemm64_rate, entry_seconds : float, optional
+        float64 multiply-adds/s and seconds per NTK entry; measured (``kernel_rates``) if None.
+    budget : int or None
+        Bytes; None means half the free memory.
+
+    Returns
+    -------
+    SolverAdvice
+
+    Examples
+    --------
+    >>> rates = dict(gemm_rate=2e10, gemm64_rate=1e10, entry_seconds=3e-8)
+    >>> small = advise_solver(1000, (256, 256), 1, sgd_step_seconds=3e-4, dense_step_seconds=0.1, **rates)
+    >>> small.recommended, [e.name for e in small.estimates]
+    ('kernel', ['kernel', 'sgd', 'dense'])
+    >>> advise_solver(100_000, (256, 256), 1, sgd_step_seconds=3e-4, dense_step_seconds=0.1, budget=2**34,
+    ...               **rates).recommended
+    'sgd'
+    """
+    budget = resolve_budget(budget)
+    d = math.prod(dims)
+    entry = min(d, rank * rank * sum(dims))  # multiply-adds per inner product, the cheaper route
+    measured = kernel_rates() if gemm64_rate is None or entry_seconds is None else {}
+    rate64 = measured["gemm64"] if gemm64_rate is None else gemm64_rate
+    entry_seconds = measured["entry"] if entry_seconds is None else entry_seconds
+    steps = max(epochs * math.ceil(n / batch_size), 500)
+
+    gram64 = n * n / 2 * (entry / rate64 + entry_seconds)
+    solve = (_EIGH_GEMMS if alpha_auto else _CHOLESKY_GEMMS) * n**3 / rate64
+    kernel = SolverEstimate(
+        "kernel",
+        gram64 + solve,
+        8 * n * n * (2 if alpha_auto else 1),
+        8 * n * n * (2 if alpha_auto else 1) <= budget,
+        f"kernel {_seconds(gram64)} + {'eigh' if alpha_auto else 'Cholesky'} {_seconds(solve)}",
+    )
+    # KronSGD keeps the Gram matrix when it takes at most GRAM_SHARE of the budget, else it
+    # computes the batch's rows every step (then inside ``sgd_step_seconds``).
+    gram_bytes = 4 * n * n if 4 * n * n <= GRAM_SHARE * budget else 0
+    setup = (n * n / 2 * entry if gram_bytes else 0) / gemm_rate + width * n * d / gemm_rate
+    sgd = SolverEstimate(
+        "sgd",
+        setup + steps * sgd_step_seconds,
+        2 * 4 * width * n + gram_bytes,
+        2 * 4 * width * n + gram_bytes <= budget,
+        f"set-up {_seconds(setup)} + {steps:,} steps of {_seconds(sgd_step_seconds)} (m = {width})",
+    )
+    dense_bytes = 4 * width * d + 4 * n * d
+    dense = SolverEstimate(
+        "dense",
+        steps * dense_step_seconds,
+        dense_bytes,
+        dense_bytes <= budget,
+        f"{steps:,} steps of {_seconds(dense_step_seconds)}",
+    )
+    estimates = (kernel, sgd, dense)
+    fitting = [e for e in estimates if e.fits]
+    if not fitting:
+        best = min(estimates, key=lambda e: e.nbytes)
+        reason = "nothing fits the memory budget; this one needs the least"
+    else:
+        best = min(fitting, key=lambda e: e.seconds)
+        others = [e for e in fitting if e is not best]
+        reason = "the fastest that fits" + (
+            f", {min(others, key=lambda e: e.seconds).seconds / best.seconds:.3g}x ahead of the next" if others else ""
+        )
+        if not kernel.fits:
+            reason += f"; the kernel's n x n matrices ({format_bytes(kernel.nbytes)}) exceed the budget"
+    return SolverAdvice(estimates, best.name, reason, budget)
+
+
+def _seconds(value: float) -> str:
+    if value < 1e-3:
+        return f"{value * 1e6:.3g} µs"
+    if value < 1.0:
+        return f"{value * 1e3:.3g} ms"
+    if value < 3600:
+        return f"{value:.3g} s"
+    return f"{value / 3600:.3g} h"

@@ -1,0 +1,55 @@
+"""Which solver fits: the kernel limit, KronSGD and dense SGD, predicted and recommended."""
+
+import json
+
+import numpy as np
+import pytest
+
+from kronsgd import inspect
+from kronsgd.advisor.solvers import advise_solver, kernel_rates
+
+RATES = dict(sgd_step_seconds=3e-4, dense_step_seconds=0.05, gemm_rate=2e10, gemm64_rate=1e10, entry_seconds=3e-8)
+
+
+def test_small_n_recommends_the_kernel_and_large_n_kronsgd():
+    # n = 1000 at d = 2^16: KronSGD's set-up (m · n · d) outweighs the kernel's n³
+    small = advise_solver(1000, (256, 256), 1, budget=2**33, **RATES)
+    assert small.recommended == "kernel" and "the fastest that fits" in small.reason
+    large = advise_solver(200_000, (256, 256), 1, budget=2**33, **RATES)
+    kernel = large.estimates[0]
+    assert kernel.name == "kernel" and kernel.nbytes == 2 * 8 * 200_000**2 and not kernel.fits
+    assert large.recommended == "sgd" and "exceed the budget" in large.reason
+    assert "over the budget" in str(large) and "recommended: sgd" in str(large)
+
+
+def test_kernel_cost_grows_as_n_cubed_and_memory_as_n_squared():
+    a = advise_solver(4000, (256, 256), 1, budget=2**40, **RATES).estimates[0]
+    b = advise_solver(8000, (256, 256), 1, budget=2**40, **RATES).estimates[0]
+    assert b.nbytes == 4 * a.nbytes
+    assert 4 < b.seconds / a.seconds <= 8
+    fixed = advise_solver(8000, (256, 256), 1, alpha_auto=False, budget=2**40, **RATES).estimates[0]
+    assert fixed.seconds < b.seconds and fixed.nbytes == 8 * 8000**2 and "Cholesky" in fixed.detail
+
+
+def test_nothing_fits_takes_the_least_memory():
+    advice = advise_solver(10**6, (1024, 1024), 4, budget=2**20, **RATES)
+    assert not any(e.fits for e in advice.estimates)
+    assert advice.recommended == min(advice.estimates, key=lambda e: e.nbytes).name
+    assert "nothing fits" in advice.reason
+
+
+def test_rates_are_measured_once_and_positive():
+    rates = kernel_rates()
+    assert rates["gemm64"] > 1e6 and 0 < rates["entry"] < 1e-5
+    assert kernel_rates() == rates
+
+
+def test_inspect_reports_the_solvers():
+    rng = np.random.default_rng(0)
+    X = np.einsum("ia,ib->iab", rng.normal(size=(300, 16)), rng.normal(size=(300, 16))).reshape(300, 256)
+    report = inspect(X)
+    assert report.solvers is not None and report.solvers.recommended in ("kernel", "sgd", "dense")
+    assert "Which solver fits" in str(report)
+    loaded = json.loads(json.dumps(report.to_dict()))
+    assert [e["name"] for e in loaded["solvers"]["estimates"]] == ["kernel", "sgd", "dense"]
+    assert loaded["solvers"]["estimates"][0]["nbytes"] == pytest.approx(2 * 8 * 300**2)
