@@ -41,8 +41,8 @@ def dense_delayed_sgd(X, W, a, y, shift, lr, batches, taus, inverse=False):
 
 @pytest.mark.parametrize(  # 40: the log's ring of 45 slots wraps around during the 80 updates
     "delay,inverse",
-    [(0, False), (3, False), (40, False), (("uniform", 7), False), (("geometric", 2.0), True), (("pareto", 1.2, 20), False),
-     ((lambda t: (t * 7) % 5, 4), True)],
+    [(0, False), (3, False), (40, False), (("uniform", 7), False), (("geometric", 2.0), True),
+     (("pareto", 1.2, 20), False), ((lambda t: (t * 7) % 5, 4), True)],
 )  # fmt: skip
 def test_delay_equals_the_dense_delayed_sgd_oracle(delay, inverse):
     data, y = _task()
