@@ -20,7 +20,7 @@ import numpy as np
 from ..base.errors import MemoryBudgetError
 from ..base.memory import format_bytes
 
-WORK_BYTES = 512 * 2**20  # cap on the temporaries of one product (dense blocks, GEMM outputs)
+WORK_BYTES = 1024 * 2**20  # cap on the temporaries of one product (dense blocks, GEMM outputs)
 _ELEMENTWISE = 8.0  # cost of one memory-bound elementwise op in GEMM multiply-adds (measured ~5-10 here)
 _MATERIALISE = 2.0  # cost per multiply-add of building dense points (a matmul of inner dimension R)
 
@@ -77,11 +77,13 @@ def factor_products(left, right, dtype) -> np.ndarray:
 def plan_rows(n_rows: int, n_cols: int, row_bytes: int, col_bytes: int, cap: int, what: str) -> tuple[int, int]:
     """Rows and columns per block so that a row block, a column block and their product fit ``cap``.
 
-    The column block is as large as possible first (all columns when they fit in half the cap),
-    so that they are built as few times as possible.
+    All columns at once when they fit in half the cap (they are built once); otherwise a
+    quarter of the cap for columns and the rest for rows, so that the columns are built again
+    as few times as possible (once per row block).
     """
     out_item = 8
-    cols = max(1, min(n_cols, (cap // 2) // max(1, col_bytes)))
+    share = cap // 2 if n_cols * col_bytes <= cap // 2 else cap // 4
+    cols = max(1, min(n_cols, share // max(1, col_bytes)))
     left = cap - cols * col_bytes
     rows = max(1, min(n_rows, left // max(1, row_bytes + cols * out_item)))
     if rows * (row_bytes + cols * out_item) + cols * col_bytes > cap:

@@ -268,8 +268,8 @@ def check_init(init, init_rank) -> tuple[str, int | None]:
     if init == "gaussian":
         if init_rank is not None:
             raise ValidationError(
-                f"init_rank is the number of Kronecker terms of init='kronecker'; it must be None with "
-                f"init='gaussian'. Got {init_rank!r}."
+                f"init_rank must be None with init='gaussian' (it counts the Kronecker terms of "
+                f"init='kronecker'). Got {init_rank!r}."
             )
         return init, None
     return init, DEFAULT_INIT_RANK if init_rank is None else check_int(init_rank, "init_rank", low=1)

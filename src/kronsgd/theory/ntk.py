@@ -34,8 +34,9 @@ import numpy as np
 
 from ..base.errors import ValidationError
 from ..base.validation import check_array, check_choice, check_float, check_int
-from ..model.net import as_data, check_seed
+from ..model.net import as_data, check_init, check_seed
 from ..model.net import fire_fraction as _fire_fraction
+from .kron_ntk import kronecker_ntk_gram
 
 _NODES = 32  # Gauss–Legendre nodes per panel; 48 gains nothing measurable (see orthant_probability)
 _CHUNK = 1 << 15  # correlations per block of the quadrature: bounds the (chunk, nodes) temporaries
@@ -135,11 +136,14 @@ def _lower_half(phi: np.ndarray, b: float) -> np.ndarray:
     return out
 
 
-def ntk_gram(data, shift) -> np.ndarray:
+def ntk_gram(data, shift, *, init="gaussian", init_rank=None, samples=1 << 14, seed=0) -> np.ndarray:
     """The infinite-width NTK H[i, j] = ρ_ij · Pr[Z1 > b, Z2 > b], ρ = Gram of the unit points.
 
     The points are scaled to unit norm first (as the net does by default); ρ comes from the
-    factors only, never from dense x.
+    factors only, never from dense x. With init="gaussian" (Z Gaussian) H is exact; with
+    init="kronecker" (``init_rank`` K terms, default 16) the orthant probabilities are a
+    Monte Carlo estimate over ``samples`` neurons drawn from ``seed`` and the diagonal is exact
+    for two factors (``kronsgd.theory.kron_ntk``).
 
     Parameters
     ----------
@@ -163,6 +167,9 @@ def ntk_gram(data, shift) -> np.ndarray:
     """
     data = as_data(data)
     b = check_float(shift, "shift", low=0.0)
+    init, init_rank = check_init(init, init_rank)
+    if init == "kronecker":
+        return kronecker_ntk_gram(data, b, init_rank, samples, seed)
     rho = data.normalized().gram()  # (n, n)
     rho = np.clip(0.5 * (rho + rho.T), -1.0, 1.0)  # exactly symmetric, rounding clipped
     np.fill_diagonal(rho, 1.0)
@@ -209,7 +216,9 @@ class EigenvalueEstimate:
         return self.value
 
 
-def min_eigenvalue(source, shift=None, method="exact", size=512, trials=8, seed=0) -> EigenvalueEstimate:
+def min_eigenvalue(
+    source, shift=None, method="exact", size=512, trials=8, seed=0, *, init="gaussian", init_rank=None
+) -> EigenvalueEstimate:
     """The smallest eigenvalue λ_min of an NTK, exactly or bounded from random subsets.
 
     A Nyström (low-rank) approximation cannot estimate λ_min (it is rank-deficient), so
@@ -228,7 +237,9 @@ def min_eigenvalue(source, shift=None, method="exact", size=512, trials=8, seed=
     size, trials : int, default 512, 8
         Subset size and number of subsets for "subsample".
     seed : int, default 0
-        Seeds the subsets.
+        Seeds the subsets (and the neurons of init="kronecker").
+    init, init_rank : optional
+        The initial layer whose NTK is meant when source is points (see ``ntk_gram``).
 
     Returns
     -------
@@ -251,7 +262,7 @@ def min_eigenvalue(source, shift=None, method="exact", size=512, trials=8, seed=
             raise ValidationError("shift is required with points as source: pass shift=net.shift.")
         data = as_data(source, "source")
         b = check_float(shift, "shift", low=0.0)
-        n, block = data.n, lambda idx: ntk_gram(data[idx], b)
+        n, block = data.n, lambda idx: ntk_gram(data[idx], b, init=init, init_rank=init_rank, seed=seed)
     if method == "exact" or size >= n:
         value = float(np.linalg.eigvalsh(block(np.arange(n)))[0])
         return EigenvalueEstimate(value, value, value, "exact", n, 1)

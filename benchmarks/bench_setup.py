@@ -1,0 +1,131 @@
+"""Set-up and prediction against the same dense work in NumPy/BLAS float32, side by side.
+
+    python benchmarks/bench_setup.py              # rank 1 and 8, d = 2^10 ... 2^20, m = n = 256
+    python benchmarks/bench_setup.py --quick      # d = 2^10 ... 2^14
+
+For each rank R and d = d1 · d2 (two square-ish factors), on n random rank-R points:
+
+- P0: ``net.preactivations(train, dtype=float32)`` (what KronSGD computes at set-up)
+  against drawing W0 (m, d) in blocks with NumPy's default generator in float32 and one
+  GEMM per block with the dense points X (n, d) already in memory;
+- predict: the W0 part of prediction on n_test new points, the same way;
+- Gram: ``data.gram()`` as the trainer calls it (float64) and ``data.gram(dtype=float32)``
+  against X Xᵀ in float32.
+
+Each pair is measured in alternation, ``--repeats`` times, and the best of each kept (the
+machine is shared). Writes bench-out/bench_setup.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import log, machine_info
+
+from kronsgd import KroneckerData, TwoLayerNet
+
+_DENSE_BLOCK = 64  # neurons per block of the dense baseline's W0
+
+
+def dims_of(log2d: int) -> tuple[int, int]:
+    return (2 ** ((log2d + 1) // 2), 2 ** (log2d // 2))
+
+
+def points(n: int, rank: int, dims, seed: int) -> KroneckerData:
+    rng = np.random.default_rng(seed)
+    return KroneckerData([rng.standard_normal((n, rank, d)) for d in dims]).normalized()
+
+
+def dense_p0(X: np.ndarray, width: int, seed: int) -> np.ndarray:
+    """The dense baseline: draw W0 in blocks (float32) and multiply each block with X (n, d)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((width, X.shape[0]), dtype=np.float32)  # (m, n)
+    for start in range(0, width, _DENSE_BLOCK):
+        W = rng.standard_normal((min(_DENSE_BLOCK, width - start), X.shape[1]), dtype=np.float32)  # (b, d)
+        np.matmul(W, X.T, out=out[start : start + W.shape[0]])
+    return out
+
+
+def best_of(pairs: dict, repeats: int) -> dict:
+    """Run every callable of ``pairs`` in turn, ``repeats`` times; the best seconds of each."""
+    best = {name: float("inf") for name in pairs}
+    for _ in range(repeats):
+        for name, fn in pairs.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def measure(log2d: int, rank: int, args) -> dict:
+    dims = dims_of(log2d)
+    train, test = points(args.n, rank, dims, 1), points(args.n_test, rank, dims, 2)
+    X = train.to_dense().astype(np.float32)  # (n, d) the dense user's data
+    Xt = test.to_dense().astype(np.float32)  # (n_test, d)
+    net = TwoLayerNet(dims, args.width, seed=3)
+    # correctness first: the routes compute the same numbers as dense float64 work
+    W = net.dense_weights()  # (m, d)
+    ref = W @ train.to_dense().T
+    err = float(np.abs(net.preactivations(train, prepared=True, dtype=np.float32) - ref).max() / np.abs(ref).max())
+    del W, ref
+    times = best_of(
+        {
+            "p0": lambda: net.preactivations(train, prepared=True, dtype=np.float32),
+            "p0_dense": lambda: dense_p0(X, args.width, 0),
+            "predict": lambda: net.preactivations(test, prepared=True, dtype=np.float32),
+            "predict_dense": lambda: dense_p0(Xt, args.width, 0),
+            "gram64": lambda: train.gram(),
+            "gram32": lambda: train.gram(dtype=np.float32),
+            "gram_dense": lambda: X @ X.T,
+        },
+        args.repeats,
+    )
+    row = {"log2d": log2d, "dims": list(dims), "rank": rank, "n": args.n, "n_test": args.n_test, "width": args.width}
+    row.update({f"{k}_s": v for k, v in times.items()})
+    row["p0_ratio"] = times["p0"] / times["p0_dense"]
+    row["predict_ratio"] = times["predict"] / times["predict_dense"]
+    row["gram64_ratio"] = times["gram64"] / times["gram_dense"]
+    row["gram32_ratio"] = times["gram32"] / times["gram_dense"]
+    row["setup_ratio"] = (times["p0"] + times["gram64"]) / (times["p0_dense"] + times["gram_dense"])
+    row["p0_rel_error_float32"] = err
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="d = 2^10 ... 2^14 only")
+    parser.add_argument("--max-log2d", type=int, default=20)
+    parser.add_argument("--ranks", default="1,8")
+    parser.add_argument("--n", type=int, default=256, help="training points")
+    parser.add_argument("--n-test", type=int, default=128, help="points to predict")
+    parser.add_argument("--width", type=int, default=256, help="hidden neurons m")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="bench-out/bench_setup.json")
+    args = parser.parse_args(argv)
+    top = 14 if args.quick else args.max_log2d
+    rows = []
+    print(f"{'R':>2} {'d':>5} | {'P0 s':>7} {'dense':>7} {'x':>5} | {'pred s':>7} {'dense':>7} {'x':>5} | "
+          f"{'G64 s':>7} {'G32 s':>7} {'dense':>7} {'x64':>5} {'x32':>5} | {'set-up x':>8}")  # fmt: skip
+    for rank in [int(r) for r in args.ranks.split(",")]:
+        for log2d in range(10, top + 1, 2):
+            log(f"rank {rank}, d = 2^{log2d} ...")
+            r = measure(log2d, rank, args)
+            rows.append(r)
+            print(f"{rank:>2} 2^{log2d:<3} | {r['p0_s']:7.3f} {r['p0_dense_s']:7.3f} {r['p0_ratio']:5.2f} | "
+                  f"{r['predict_s']:7.3f} {r['predict_dense_s']:7.3f} {r['predict_ratio']:5.2f} | "
+                  f"{r['gram64_s']:7.3f} {r['gram32_s']:7.3f} {r['gram_dense_s']:7.3f} {r['gram64_ratio']:5.2f} "
+                  f"{r['gram32_ratio']:5.2f} | {r['setup_ratio']:8.2f}", flush=True)  # fmt: skip
+    report = {"config": vars(args), "machine": machine_info(), "rows": rows}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
