@@ -12,6 +12,12 @@ For each rank R and d = d1 · d2 (two square-ish factors), on n random rank-R po
 - Gram: ``data.gram()`` as the trainer calls it (float64) and ``data.gram(dtype=float32)``
   against X Xᵀ in float32.
 
+``--step`` also times the on-the-fly step (n = 50,000 rank-1 points, d = 256 ⊗ 256, m = 1024,
+batch 32, float32: the batch's Gram rows come from the factors every step) against the same
+run's Gram-row GEMM (|S| x Σ d_l) @ (Σ d_l x n) in float32 plus a NumPy fold of its touched P
+rows (P[rows] += C @ G_S, C the (rows, |S|) coefficients). The net there uses init="kronecker"
+so that its set-up is short; the step does not depend on the init.
+
 Each pair is measured in alternation, ``--repeats`` times, and the best of each kept (the
 machine is shared). Writes bench-out/bench_setup.json.
 """
@@ -25,8 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import log, machine_info
 
+from _common import log, machine_info
 from kronsgd import KroneckerData, TwoLayerNet
 
 _DENSE_BLOCK = 64  # neurons per block of the dense baseline's W0
@@ -96,6 +102,46 @@ def measure(log2d: int, rank: int, args) -> dict:
     return row
 
 
+def step_against_gemm(args) -> dict:
+    """Per-step time of the on-the-fly KronSGD step against its Gram-row GEMM plus a NumPy fold."""
+    from kronsgd import KronSGD
+
+    n, dims, m, batch = args.step_n, (256, 256), 1024, 32
+    data = points(n, 1, dims, 5)
+    y = np.sin(3.0 * data.factors[0][:, 0, 0] * n**0.5)  # (n,) any smooth targets
+    net = TwoLayerNet(dims, m, seed=1, init="kronecker")
+    t0 = time.perf_counter()
+    trainer = KronSGD(net, data, y, lr=0.5, batch_size=batch, gram="on_the_fly", dtype=np.float32)
+    setup = time.perf_counter() - t0
+    trainer.run(20, log_every=0)  # warm
+    before, steps0 = trainer.train_seconds, trainer.step_count
+    c0 = trainer.counters()
+    trainer.run(args.step_steps, log_every=0)
+    step = (trainer.train_seconds - before) / (trainer.step_count - steps0)
+    c1 = trainer.counters()
+    nnz = (c1["nnz"] - c0["nnz"]) / args.step_steps
+    touched = int(round((c1["rows_touched"] - c0["rows_touched"]) / args.step_steps))
+    F = np.concatenate([f[:, 0, :] for f in data.factors], axis=1).astype(np.float32)  # (n, Σ d_l)
+    rng = np.random.default_rng(0)
+    S = rng.choice(n, batch, replace=False)
+    P = np.zeros((m, n), dtype=np.float32)  # (m, n)
+    rows = np.sort(rng.choice(m, touched, replace=False))
+    C = rng.standard_normal((touched, batch)).astype(np.float32)  # (rows, |S|)
+    G = F[S] @ F.T  # (|S|, n)
+
+    def fold():
+        P[rows] += C @ G
+
+    times = best_of({"gemm": lambda: F[S] @ F.T, "fold": fold}, args.repeats + 2)
+    grams = best_of({"gram_rows": lambda: data.gram(rows=S)}, args.repeats + 2)
+    return {
+        "n": n, "dims": list(dims), "width": m, "batch": batch, "setup_s": setup, "step_ms": 1e3 * step,
+        "nnz_per_step": nnz, "rows_touched_per_step": touched, "gemm_ms": 1e3 * times["gemm"],
+        "numpy_fold_ms": 1e3 * times["fold"], "gram_rows_ms": 1e3 * grams["gram_rows"],
+        "ratio": step / (times["gemm"] + times["fold"]),
+    }  # fmt: skip
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="d = 2^10 ... 2^14 only")
@@ -105,13 +151,17 @@ def main(argv=None) -> int:
     parser.add_argument("--n-test", type=int, default=128, help="points to predict")
     parser.add_argument("--width", type=int, default=256, help="hidden neurons m")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--step", action="store_true", help="also time the on-the-fly step (n = 50,000)")
+    parser.add_argument("--step-n", type=int, default=50_000)
+    parser.add_argument("--step-steps", type=int, default=60)
+    parser.add_argument("--skip-grid", action="store_true")
     parser.add_argument("--out", default="bench-out/bench_setup.json")
     args = parser.parse_args(argv)
     top = 14 if args.quick else args.max_log2d
     rows = []
     print(f"{'R':>2} {'d':>5} | {'P0 s':>7} {'dense':>7} {'x':>5} | {'pred s':>7} {'dense':>7} {'x':>5} | "
           f"{'G64 s':>7} {'G32 s':>7} {'dense':>7} {'x64':>5} {'x32':>5} | {'set-up x':>8}")  # fmt: skip
-    for rank in [int(r) for r in args.ranks.split(",")]:
+    for rank in [] if args.skip_grid else [int(r) for r in args.ranks.split(",")]:
         for log2d in range(10, top + 1, 2):
             log(f"rank {rank}, d = 2^{log2d} ...")
             r = measure(log2d, rank, args)
@@ -121,6 +171,13 @@ def main(argv=None) -> int:
                   f"{r['gram64_s']:7.3f} {r['gram32_s']:7.3f} {r['gram_dense_s']:7.3f} {r['gram64_ratio']:5.2f} "
                   f"{r['gram32_ratio']:5.2f} | {r['setup_ratio']:8.2f}", flush=True)  # fmt: skip
     report = {"config": vars(args), "machine": machine_info(), "rows": rows}
+    if args.step:
+        log("on-the-fly step ...")
+        st = report["step"] = step_against_gemm(args)
+        print(f"on-the-fly step, n = {st['n']}, d = 256 x 256, m = {st['width']}, batch {st['batch']}: "
+              f"{st['step_ms']:.1f} ms per step (gram rows {st['gram_rows_ms']:.1f} ms, float64); "
+              f"GEMM {st['gemm_ms']:.1f} ms + NumPy fold {st['numpy_fold_ms']:.1f} ms "
+              f"({st['rows_touched_per_step']} rows) -> {st['ratio']:.2f}x; set-up {st['setup_s']:.1f} s")  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
     print(f"wrote {args.out}")

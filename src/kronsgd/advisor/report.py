@@ -14,6 +14,7 @@ from ..base.memory import GRAM_SHARE, format_bytes, resolve_budget
 from ..base.validation import check_int
 from ..data.structure import rank_for_energy, resolve, split
 from ..model.net import default_shift, fire_fraction
+from .costs import draw_rate, job_costs, job_lines
 
 _ITEMSIZE = 4  # KronSGD's default dtype (float32) sets the bytes of P, alpha and G
 _RATES: dict[str, float] = {}  # this machine's measured rates, filled once per process
@@ -97,6 +98,8 @@ class StructureReport:
     structured_step_seconds: float
     predicted_speedup: float
     candidates: tuple = ()  # (shape, rank, stored numbers per sample, energy) scored by shape="auto"
+    steps: int = 1000  # SGD steps of the whole job predicted in ``job``
+    job: dict = dataclasses.field(default_factory=dict)  # advisor/costs.py: set-up, step, prediction per engine
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: tuples become lists, candidates become dicts."""
@@ -132,6 +135,8 @@ class StructureReport:
             f"(rows·n·{2 * self.itemsize} B at {self.bandwidth / 1e9:.3g} GB/s + nnz·n at {self.update_rate:.3g}/s)",
             f"  predicted speedup      {self.predicted_speedup:.3g}x",
         ]
+        if self.job:
+            lines.extend(job_lines(self.job, self.steps))
         if self.candidates:
             lines.append("Candidates (scored on a sample):  shape  rank  stored/d  energy")
             for c in self.candidates:
@@ -139,7 +144,7 @@ class StructureReport:
         return "\n".join(lines)
 
 
-def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32) -> StructureReport:
+def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32, steps=1000) -> StructureReport:
     """Find the Kronecker structure of dense samples and predict KronSGD's per-step speedup.
 
     Parameters
@@ -155,6 +160,10 @@ def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32
         Hidden neurons m of the net to train.
     batch_size : int, default 32
         |S| (capped at n).
+    steps : int, default 1000
+        SGD steps of the whole job whose set-up, steps and prediction (on n points) are
+        predicted for dense SGD and KronSGD with either init (``report.job``, see
+        ``kronsgd.advisor.costs``).
 
     Returns
     -------
@@ -186,6 +195,7 @@ def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32
     X, dims, rank, energy, candidates = resolve(X, shape, rank, energy)
     width = check_int(width, "width", low=1)
     batch_size = check_int(batch_size, "batch_size", low=1)
+    steps = check_int(steps, "steps", low=0)
     n, d = X.shape
     result = split(X, dims, rank, energy, factors=False)
     total = float(result.first_power.sum())
@@ -236,6 +246,10 @@ def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32
         structured_step_seconds=structured,
         predicted_speedup=dense_seconds / structured,
         candidates=tuple((c.shape, c.rank, c.stored, c.energy) for c in candidates),
+        steps=steps,
+        job=job_costs(
+            n, dims, R, width, S, steps, structured, {"gemm": rates["gemm"], "draw": draw_rate()}, resolve_budget(None)
+        ),
     )
 
 
