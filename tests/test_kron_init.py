@@ -159,3 +159,12 @@ def test_torch_export_of_a_kronecker_net_matches_predict():
     KronSGD(net, data, y, lr=0.3, batch_size=8, dtype=np.float64).run(30)
     out = net.to_torch()(torch.from_numpy(test.to_dense())).detach().numpy()
     np.testing.assert_allclose(out, net.predict(test), rtol=1e-10, atol=1e-10)
+
+
+def test_each_neuron_has_its_own_factors_whatever_range_is_drawn():
+    full = w0_factor_rows(4, 0, 48, (5, 7), 3)  # (48, 3, d_l) each
+    for start, stop in ((0, 20), (16, 48), (32, 37)):
+        part = w0_factor_rows(4, start, stop, (5, 7), 3)
+        for f, g in zip(full, part, strict=True):
+            np.testing.assert_array_equal(f[start:stop], g)
+    assert not np.array_equal(full[0], w0_factor_rows(5, 0, 48, (5, 7), 3)[0])

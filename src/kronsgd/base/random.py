@@ -48,20 +48,27 @@ def w0_blocks(seed: int, width: int, d: int) -> Iterator[tuple[int, np.ndarray]]
         yield start, _philox(seed, block, _STREAM_W0).standard_normal((rows, d))
 
 
-def _fill_blocks(seed: int, start: int, out: np.ndarray, stream: int) -> None:
-    """Fill ``out`` (rows, ...) float32 with neurons start.. of a float32 Philox stream, in parallel.
+def _fill_blocks(seed: int, start: int, outs: list[np.ndarray], stream: int) -> None:
+    """Fill the arrays ``outs`` (rows, ...) float32 with neurons start.. of a Philox stream, in parallel.
 
-    ``start`` must be a multiple of W0_BLOCK; each block of 16 neurons is one generator, so the
-    bits do not depend on how many neurons are asked for at once nor on the thread count.
+    Block b (16 neurons) is one generator, which fills its 16 rows of every array of ``outs`` in
+    turn (a last, partial block draws all 16 and keeps its first rows); ``start`` must be a
+    multiple of W0_BLOCK. The bits of a neuron depend neither on how many neurons are asked for
+    at once nor on the thread count.
     """
     key = _key(seed)
     first = start // W0_BLOCK
 
     def fill(b: int) -> None:
-        rows = out[b * W0_BLOCK : (b + 1) * W0_BLOCK]
-        _philox(seed, first + b, stream, key).standard_normal(out=rows, dtype=np.float32)
+        gen = _philox(seed, first + b, stream, key)
+        for out in outs:
+            rows = out[b * W0_BLOCK : (b + 1) * W0_BLOCK]
+            if rows.shape[0] == W0_BLOCK:
+                gen.standard_normal(out=rows, dtype=np.float32)
+            else:
+                rows[...] = gen.standard_normal((W0_BLOCK, *rows.shape[1:]), dtype=np.float32)[: rows.shape[0]]
 
-    blocks = -(-out.shape[0] // W0_BLOCK)
+    blocks = -(-outs[0].shape[0] // W0_BLOCK)
     if blocks == 1 or _THREADS == 1:
         for b in range(blocks):
             fill(b)
@@ -76,7 +83,7 @@ def w0_rows(seed: int, start: int, stop: int, d: int, dtype=np.float32) -> np.nd
     Drawn as float32 (a float64 result holds the same values); ``start`` is a multiple of W0_BLOCK.
     """
     out = np.empty((stop - start, d), dtype=np.float32)  # (b, d)
-    _fill_blocks(seed, start, out, _STREAM_W0)
+    _fill_blocks(seed, start, [out], _STREAM_W0)
     return out if np.dtype(dtype) == np.float32 else out.astype(dtype)
 
 
@@ -84,12 +91,12 @@ def w0_factor_rows(seed: int, start: int, stop: int, dims, terms: int) -> list[n
     """Factors of the Kronecker-structured W0 for neurons start:stop: k arrays (b, K, d_l) float32.
 
     w_r(0) = K^{-1/2} Σ_q g_rq^(1) ⊗ ... ⊗ g_rq^(k) with standard Gaussian factors g; the
-    K^{-1/2} is applied by the caller. ``start`` is a multiple of W0_BLOCK.
+    K^{-1/2} is applied by the caller. ``start`` is a multiple of W0_BLOCK. Each block of 16
+    neurons draws its (16, K, d_1) factor first, then (16, K, d_2), and so on.
     """
-    out = np.empty((stop - start, terms, sum(dims)), dtype=np.float32)  # (b, K, Σ d_l)
-    _fill_blocks(seed, start, out, _STREAM_W0_FACTORS)
-    edges = np.cumsum((0, *dims))
-    return [np.ascontiguousarray(out[:, :, edges[l] : edges[l + 1]]) for l in range(len(dims))]
+    outs = [np.empty((stop - start, terms, d), dtype=np.float32) for d in dims]  # k x (b, K, d_l)
+    _fill_blocks(seed, start, outs, _STREAM_W0_FACTORS)
+    return outs
 
 
 def output_signs(seed: int, width: int, outputs: int) -> np.ndarray:
