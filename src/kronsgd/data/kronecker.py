@@ -137,6 +137,10 @@ class KroneckerData:
         r1, r2 = self.rank, other.rank
         chunk = max(1, _GRAM_CHUNK_BYTES // (8 * r1 * r2 * max(other.n, 1)))
         right = [g.astype(dtype, copy=False) for g in other.factors]
+        if other is self and chunk >= self.n and idx.size == self.n and bool(np.all(idx == np.arange(self.n))):
+            # the whole set against itself: A Aᵀ on one buffer, which BLAS does as a symmetric rank-k update
+            out[...] = P.factor_products(right, right, dtype)
+            return out
         for start in range(0, idx.size, chunk):
             sel = idx[start : start + chunk]
             out[start : start + sel.size] = P.factor_products([f[sel] for f in self._factors], right, dtype)
