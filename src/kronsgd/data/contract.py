@@ -81,7 +81,7 @@ def _gaussian_route(width: int, data: KroneckerData, rows: int, cols: int) -> st
     neuron block when they do not fit (``rows``, ``cols`` from the dense plan).
     """
     m, n, R, d, last = width, data.n, data.rank, data.d, data.dims[-1]
-    factors = R * m * n * d * max(1.0, 64 / last) + 8.0 * R * m * n * (d // last)
+    factors = R * m * n * d * max(1.0, 64 / last) + P.ELEMENTWISE * R * m * n * (d // last)
     builds = 1 if cols >= n else P.passes(m, rows)
     return "dense" if P.dense_cost(m, n, 0, R, d, builds) < factors else "factors"
 

@@ -21,7 +21,7 @@ from ..base.errors import MemoryBudgetError
 from ..base.memory import format_bytes
 
 WORK_BYTES = 1024 * 2**20  # cap on the temporaries of one product (dense blocks, GEMM outputs)
-_ELEMENTWISE = 8.0  # cost of one memory-bound elementwise op in GEMM multiply-adds (measured ~5-10 here)
+ELEMENTWISE = 16.0  # a memory-bound elementwise op, in GEMM multiply-adds (bench_setup: 8 was too few)
 _MATERIALISE = 2.0  # cost per multiply-add of building dense points (a matmul of inner dimension R)
 
 
@@ -33,7 +33,8 @@ def work_bytes(budget: int | None) -> int:
 def factor_cost(n1: int, n2: int, r1: int, r2: int, dims) -> float:
     """Predicted cost (GEMM multiply-adds) of n1 x n2 inner products from factors."""
     pairs = n1 * n2 * r1 * r2
-    return pairs * sum(dims) + _ELEMENTWISE * pairs * len(dims)
+    passes = len(dims) + (1 if r1 * r2 > 1 else 0)  # a product per factor, then the sum over term pairs
+    return pairs * sum(dims) + ELEMENTWISE * pairs * passes
 
 
 def dense_cost(n1: int, n2: int, r1: int, r2: int, d: int, passes: int = 1) -> float:
