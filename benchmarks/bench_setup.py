@@ -136,10 +136,10 @@ def step_against_gemm(args) -> dict:
     trainer = KronSGD(net, data, y, lr=0.5, batch_size=batch, gram="on_the_fly", dtype=np.float32)
     setup = time.perf_counter() - t0
     trainer.run(20, log_every=0)  # warm
-    before, steps0 = trainer.train_seconds, trainer.step_count
     c0 = trainer.counters()
+    t0 = CLOCK()
     trainer.run(args.step_steps, log_every=0)
-    step = (trainer.train_seconds - before) / (trainer.step_count - steps0)
+    step = (CLOCK() - t0) / args.step_steps
     c1 = trainer.counters()
     nnz = (c1["nnz"] - c0["nnz"]) / args.step_steps
     touched = int(round((c1["rows_touched"] - c0["rows_touched"]) / args.step_steps))
