@@ -21,7 +21,8 @@ import math
 
 import numpy as np
 
-from ..base.memory import resolve_budget
+from ..base.errors import MemoryBudgetError
+from ..base.memory import format_bytes, resolve_budget
 from ..base.random import W0_BLOCK, w0_blocks, w0_factor_rows, w0_rows
 from . import products as P
 from .kronecker import KroneckerData
@@ -73,6 +74,16 @@ def _neuron_blocks(width: int, rows: int):
         yield start, min(width, start + step)
 
 
+def _require_block(row_bytes: int, cap: int, remedy: str) -> None:
+    """W0 is drawn 16 neurons at a time: refuse when 16 of its rows exceed the working memory."""
+    need = W0_BLOCK * row_bytes
+    if need > cap:
+        raise MemoryBudgetError(
+            f"P0 needs {format_bytes(need)} of working memory for one block of 16 initial neurons, above its "
+            f"share of the memory budget ({format_bytes(cap)}). {remedy}"
+        )
+
+
 def _gaussian_route(width: int, data: KroneckerData, rows: int, cols: int) -> str:
     """'dense' or 'factors', whichever the cost model predicts cheaper (the draw is common to both).
 
@@ -88,8 +99,9 @@ def _gaussian_route(width: int, data: KroneckerData, rows: int, cols: int) -> st
 
 def _project_gaussian(seed, width, data, dtype, cap) -> np.ndarray:
     item, d = np.dtype(dtype).itemsize, data.d
+    _require_block(d * item, cap, 'Use init="kronecker", whose initial neurons are never materialised.')
     out = np.empty((width, data.n), dtype=dtype)  # (m, n)
-    rows, cols = P.plan_rows(width, data.n, d * item, d * item, cap, "P0 (dense route)")
+    rows, cols = P.plan_rows(width, data.n, d * item, d * item, cap, "P0 (dense route)", W0_BLOCK)
     if _gaussian_route(width, data, rows, cols) == "dense":
         whole = P.materialise(data.factors, dtype) if cols >= data.n else None  # (n, d) built once
         for r0, r1 in _neuron_blocks(width, rows):
@@ -100,11 +112,11 @@ def _project_gaussian(seed, width, data, dtype, cap) -> np.ndarray:
         return out
     dims, R = data.dims, data.rank
     head = d // dims[-1]
-    rows = max(1, (cap // 2) // (d * item))  # the W block takes half the cap, the intermediates the other
+    rows = max(W0_BLOCK, (cap // 2) // (d * item))  # the W block takes half the cap, the intermediates the rest
     factors = [f.astype(dtype, copy=False) for f in data.factors]
     for r0, r1 in _neuron_blocks(width, rows):
         W = w0_rows(seed, r0, r1, d, dtype)  # (b, d)
-        cols = max(1, (cap // 2) // ((r1 - r0) * head * R * item))
+        cols = max(1, (cap - W.nbytes) // ((r1 - r0) * head * R * item))
         for c in range(0, data.n, cols):
             out[r0:r1, c : c + cols] = _contract_block(W, tuple(f[c : c + cols] for f in factors), dims)
     return out
@@ -114,10 +126,12 @@ def _project_kronecker(seed, width, terms, data, dtype, cap) -> np.ndarray:
     dims, n, R, d, item = data.dims, data.n, data.rank, data.d, np.dtype(dtype).itemsize
     out = np.empty((width, n), dtype=dtype)  # (m, n)
     dense = P.dense_cost(width, n, terms, R, d) < P.factor_cost(width, n, terms, R, dims)
+    dense = dense and W0_BLOCK * d * item <= cap // 2  # materialised rows must fit
+    _require_block(terms * sum(dims) * item, cap, "Use a smaller init_rank or raise the memory budget.")
     if dense:
-        rows, cols = P.plan_rows(width, n, d * item, d * item, cap, "P0 (dense route)")
+        rows, cols = P.plan_rows(width, n, d * item, d * item, cap, "P0 (dense route)", W0_BLOCK)
     else:  # one (b·K, c·R) product per factor and the running product: three at once
-        rows, cols = P.plan_rows(width, n, terms * sum(dims) * item, R * sum(dims) * item, cap, "P0")
+        rows, cols = P.plan_rows(width, n, terms * sum(dims) * item, R * sum(dims) * item, cap, "P0", W0_BLOCK)
         cols = max(1, min(cols, cap // (3 * max(rows, 1) * terms * R * item)))
     points = [f.astype(dtype, copy=False) for f in data.factors]
     whole = P.materialise(points, dtype) if dense and cols >= n else None

@@ -75,21 +75,27 @@ def factor_products(left, right, dtype) -> np.ndarray:
     return block.reshape(n1, r1, n2, r2).sum(axis=(1, 3))  # (n1, n2)
 
 
-def plan_rows(n_rows: int, n_cols: int, row_bytes: int, col_bytes: int, cap: int, what: str) -> tuple[int, int]:
+def plan_rows(
+    n_rows: int, n_cols: int, row_bytes: int, col_bytes: int, cap: int, what: str, min_rows: int = 1
+) -> tuple[int, int]:
     """Rows and columns per block so that a row block, a column block and their product fit ``cap``.
 
     All columns at once when they fit in half the cap (they are built once); otherwise a
     quarter of the cap for columns and the rest for rows, so that the columns are built again
-    as few times as possible (once per row block).
+    as few times as possible (once per row block). At least ``min_rows`` rows (fewer columns
+    then); MemoryBudgetError when even that does not fit.
     """
     out_item = 8
     share = cap // 2 if n_cols * col_bytes <= cap // 2 else cap // 4
     cols = max(1, min(n_cols, share // max(1, col_bytes)))
-    left = cap - cols * col_bytes
-    rows = max(1, min(n_rows, left // max(1, row_bytes + cols * out_item)))
+    rows = max(1, min(n_rows, (cap - cols * col_bytes) // max(1, row_bytes + cols * out_item)))
+    low = min(min_rows, n_rows)
+    if rows < low:  # give the rows what they need, the columns what is left
+        rows = low
+        cols = max(1, min(n_cols, (cap - rows * row_bytes) // max(1, col_bytes + rows * out_item)))
     if rows * (row_bytes + cols * out_item) + cols * col_bytes > cap:
         raise MemoryBudgetError(
-            f"{what} needs at least {format_bytes(row_bytes + col_bytes + out_item)} of working memory, "
+            f"{what} needs at least {format_bytes(low * row_bytes + col_bytes + out_item)} of working memory, "
             f"above its share of the memory budget ({format_bytes(cap)}). Raise the budget."
         )
     return rows, cols
