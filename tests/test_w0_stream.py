@@ -83,3 +83,21 @@ def test_stream_1_and_2_draw_different_but_equally_exact_w0():
 def test_unknown_stream_is_refused(stream):
     with pytest.raises(ValidationError, match="w0_stream"):
         TwoLayerNet.from_config({**TwoLayerNet((3, 4), 8).config(), "w0_stream": stream})
+
+
+def test_a_version_2_file_without_its_init_fields_is_refused(tmp_path):
+    import json
+
+    from kronsgd.base.errors import FileFormatError
+
+    path = tmp_path / "net.npz"
+    TwoLayerNet((3, 4), 8).save(path)
+    with np.load(path, allow_pickle=False) as npz:
+        entries = {name: npz[name] for name in npz.files}
+    meta = json.loads(entries["metadata"].tobytes())
+    for field in ("init", "w0_stream"):
+        broken = {k: v for k, v in meta.items() if k != field}
+        entries["metadata"] = np.frombuffer(json.dumps(broken).encode(), dtype=np.uint8)
+        np.savez(path, **entries)
+        with pytest.raises(FileFormatError, match=f"metadata field\\(s\\) {field} are missing or malformed"):
+            kronsgd.load(path)

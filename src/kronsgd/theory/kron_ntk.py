@@ -71,7 +71,9 @@ def kronecker_fire_fraction(data, shift, init_rank=DEFAULT_INIT_RANK) -> np.ndar
             "use ntk_gram(..., init='kronecker') for a Monte Carlo estimate."
         )
     sigma2 = _singular_values_squared(data.normalized())  # (n, R)
-    s = np.arange(1, int(_S_MAX / _S_STEP) + 1) * _S_STEP  # (S,) from s > 0; the integrand -> b at 0
+    # Σ σ² = 1 makes φ(s) <= (1 + s²/K)^{-K/2} (a rank-1 point decays slowest): stop where that is < e^-30
+    end = min(_S_MAX, np.sqrt(K * np.expm1(60.0 / K)))
+    s = np.arange(1, int(end / _S_STEP) + 1) * _S_STEP  # (S,) from s > 0; the integrand -> b at 0
     out = np.empty(data.n)
     for i in range(data.n):
         log_phi = -0.5 * K * np.log1p(np.outer(s * s, sigma2[i]) / K).sum(axis=1)  # (S,)
