@@ -30,6 +30,10 @@ _STREAM_SIGNS = 1
 _STREAM_BATCHES = 2
 _STREAM_W0_FACTORS = 3
 _THREADS = max(1, min(8, os.cpu_count() or 1))  # Philox fills release the GIL: blocks draw in parallel
+_PARALLEL_NUMBERS = 1 << 18  # below this many normals one thread is faster than handing work out
+_POOL: list[ThreadPoolExecutor] = []  # one pool for the process, made on first use
+if hasattr(os, "register_at_fork"):  # a forked child has none of the parent's threads: it makes its own pool
+    os.register_at_fork(after_in_child=_POOL.clear)
 
 
 def _key(seed: int) -> np.ndarray:
@@ -69,12 +73,13 @@ def _fill_blocks(seed: int, start: int, outs: list[np.ndarray], stream: int) -> 
                 rows[...] = gen.standard_normal((W0_BLOCK, *rows.shape[1:]), dtype=np.float32)[: rows.shape[0]]
 
     blocks = -(-outs[0].shape[0] // W0_BLOCK)
-    if blocks == 1 or _THREADS == 1:
+    if blocks == 1 or _THREADS == 1 or sum(out.size for out in outs) < _PARALLEL_NUMBERS:
         for b in range(blocks):
             fill(b)
         return
-    with ThreadPoolExecutor(min(_THREADS, blocks)) as pool:
-        list(pool.map(fill, range(blocks)))
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(_THREADS, thread_name_prefix="kronsgd-w0"))
+    list(_POOL[0].map(fill, range(blocks)))
 
 
 def w0_rows(seed: int, start: int, stop: int, d: int, dtype=np.float32) -> np.ndarray:
