@@ -72,7 +72,8 @@ def test_file_holds_metadata_and_support_but_not_w0(tmp_path):
         meta = json.loads(np.load(path, allow_pickle=False)["metadata"].tobytes())
     expected = ["metadata.npy"] + [f"block{b}_{part}.npy" for b in (0, 1) for part in ("alpha", "factor0", "factor1")]
     assert names == sorted(expected)  # no W0 (64 x 30) and no a: both come from the seed
-    assert meta["format"] == "kronsgd.TwoLayerNet" and meta["format_version"] == 1
+    assert meta["format"] == "kronsgd.TwoLayerNet" and meta["format_version"] == 2
+    assert meta["init"] == "gaussian" and meta["init_rank"] is None and meta["w0_stream"] == 2
     assert meta["library_version"] == kronsgd.__version__
     assert meta["dims"] == [5, 6] and meta["width"] == 64 and meta["outputs"] == 2 and meta["seed"] == net.seed
     assert meta["shift"] == net.shift and meta["normalize"] is True
@@ -163,8 +164,8 @@ def test_edited_metadata_fails_the_checksum(saved):
 
 def test_other_format_versions_are_refused(saved):
     _, path = saved
-    _rewrite(path, _entries(path), format_version=2, library_version="9.0.0")
-    _fails(path, "format version 2", "kronsgd 9.0.0", "reads format version 1", "Upgrade kronsgd")
+    _rewrite(path, _entries(path), format_version=3, library_version="9.0.0")
+    _fails(path, "format version 3", "kronsgd 9.0.0", "reads format versions 1, 2", "Upgrade kronsgd")
     _rewrite(path, _entries(path), format_version="1")
     _fails(path, "format version '1'")
 

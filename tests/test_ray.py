@@ -119,3 +119,17 @@ def test_ray_settings_are_validated():
     trainer = _ray_trainer(2, data=data, y=y)
     with pytest.raises(ValidationError, match="batches= drives one worker"):
         trainer.run(batches=[[0, 1]])
+
+
+def test_ray_workers_start_from_the_kronecker_init():
+    data, y = _task()
+    net = TwoLayerNet(data.dims, width=96, seed=3, init="kronecker", init_rank=4)
+    trainer = KronSGD(net, data, y, lr=0.3, batch_size=6, dtype=np.float64, workers=2, backend="ray", keep_log=True)
+    trainer.run(40)
+    _assert_invariant(trainer)  # the actors' P0 came from the same Kronecker W0 as the net's
+    replay = KronSGD(
+        TwoLayerNet(data.dims, width=96, seed=3, init="kronecker", init_rank=4), data, y, lr=0.3, batch_size=6,
+        dtype=np.float64,
+    )  # fmt: skip
+    replay.replay(trainer.records)
+    np.testing.assert_allclose(replay.P, trainer.P, rtol=0, atol=1e-12 * np.abs(trainer.P).max())

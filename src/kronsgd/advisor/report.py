@@ -14,6 +14,7 @@ from ..base.memory import GRAM_SHARE, format_bytes, resolve_budget
 from ..base.validation import check_int
 from ..data.structure import rank_for_energy, resolve, split
 from ..model.net import default_shift, fire_fraction
+from .costs import draw_rate, job_costs, job_lines
 from .solvers import SolverAdvice, advise_solver
 
 _ITEMSIZE = 4  # KronSGD's default dtype (float32) sets the bytes of P, alpha and G
@@ -99,6 +100,8 @@ class StructureReport:
     predicted_speedup: float
     candidates: tuple = ()  # (shape, rank, stored numbers per sample, energy) scored by shape="auto"
     solvers: SolverAdvice | None = None  # predicted time and memory of the kernel limit, KronSGD and dense SGD
+    steps: int = 1000  # SGD steps of the whole job predicted in ``job``
+    job: dict = dataclasses.field(default_factory=dict)  # advisor/costs.py: set-up, step, prediction per engine
 
     def to_dict(self) -> dict:
         """A JSON-ready dict: tuples become lists, candidates become dicts."""
@@ -136,6 +139,8 @@ class StructureReport:
         ]
         if self.solvers is not None:
             lines.append(str(self.solvers))
+        if self.job:
+            lines.extend(job_lines(self.job, self.steps))
         if self.candidates:
             lines.append("Candidates (scored on a sample):  shape  rank  stored/d  energy")
             for c in self.candidates:
@@ -143,7 +148,7 @@ class StructureReport:
         return "\n".join(lines)
 
 
-def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32) -> StructureReport:
+def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32, steps=1000) -> StructureReport:
     """Find the Kronecker structure of dense samples and predict KronSGD's per-step speedup.
 
     Parameters
@@ -159,6 +164,10 @@ def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32
         Hidden neurons m of the net to train.
     batch_size : int, default 32
         |S| (capped at n).
+    steps : int, default 1000
+        SGD steps of the whole job whose set-up, steps and prediction (on n points) are
+        predicted for dense SGD and KronSGD with either init (``report.job``, see
+        ``kronsgd.advisor.costs``).
 
     Returns
     -------
@@ -190,6 +199,7 @@ def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32
     X, dims, rank, energy, candidates = resolve(X, shape, rank, energy)
     width = check_int(width, "width", low=1)
     batch_size = check_int(batch_size, "batch_size", low=1)
+    steps = check_int(steps, "steps", low=0)
     n, d = X.shape
     result = split(X, dims, rank, energy, factors=False)
     total = float(result.first_power.sum())
@@ -243,6 +253,10 @@ def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32
         solvers=advise_solver(
             n, tuple(dims), R, width=width, batch_size=S, sgd_step_seconds=structured,
             dense_step_seconds=dense_seconds, gemm_rate=rates["gemm"],
+        ),
+        steps=steps,
+        job=job_costs(
+            n, dims, R, width, S, steps, structured, {"gemm": rates["gemm"], "draw": draw_rate()}, resolve_budget(None)
         ),
     )
 

@@ -70,7 +70,9 @@ def _cmd_inspect(args) -> int:
 
     X = load_samples(args.file, args.key)
     rank = rank_from_text(args.rank)
-    report = inspect(X, shape=args.shape, rank=rank, energy=args.energy, width=args.width, batch_size=args.batch)
+    report = inspect(
+        X, shape=args.shape, rank=rank, energy=args.energy, width=args.width, batch_size=args.batch, steps=args.steps
+    )
     print(A.dump_json(report.to_dict()) if args.json else report)
     return 0
 
@@ -111,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--energy", type=float, default=0.99, help="share of the squared norm to keep (rank auto)")
     inspect.add_argument("--width", type=int, default=1024, help="hidden neurons m of the cost model")
     inspect.add_argument("--batch", type=int, default=32, help="batch size |S| of the cost model")
+    inspect.add_argument("--steps", type=int, default=1000, help="SGD steps of the whole job to predict")
     inspect.add_argument("--json", action="store_true", help="print the report as JSON")
     inspect.set_defaults(handler=_cmd_inspect)
     train.add_parser(sub, fmt)

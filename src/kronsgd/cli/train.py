@@ -56,6 +56,15 @@ def add_parser(sub, formatter) -> None:
         help="y holds integer class labels 0..C-1, trained as one-hot outputs by squared loss",
     )
     g.add_argument("--seed", default=0, type=A.nonnegative_int, help="seed of the initial weights and the batches")
+    g.add_argument(
+        "--init",
+        default="gaussian",
+        choices=("gaussian", "kronecker"),
+        help="initial first layer: Gaussian (the paper's), or K Gaussian Kronecker products (set-up free of d)",
+    )
+    g.add_argument(
+        "--init-rank", default=None, type=A.positive_int, help="K, the terms of --init kronecker (default 16)"
+    )
     g = p.add_argument_group("training")
     g.add_argument("--lr", default=1.0, type=A.positive_float, help="learning rate η")
     g.add_argument("--batch", default=32, type=A.positive_int, help="batch size |S|")
@@ -118,6 +127,8 @@ def read_training_set(args):
 def run_train(args) -> int:
     """Train, report and save; returns the exit code (errors are raised to ``main``)."""
     check_output_path(args.out, "--out", (".npz",))
+    if args.init_rank is not None and args.init != "kronecker":
+        raise ValidationError(f"--init-rank {args.init_rank} needs --init kronecker (it counts its Kronecker terms).")
     if args.plot:
         check_output_path(args.plot, "--plot", (".png",))
     say = (lambda *_: None) if args.quiet or args.json else print
@@ -126,7 +137,10 @@ def run_train(args) -> int:
     started = time.perf_counter()
     outputs = 1 if y.ndim == 1 else y.shape[1]
     shift = None if args.shift == "auto" else args.shift
-    net = TwoLayerNet(data.dims, width=args.width, outputs=outputs, shift=shift, seed=args.seed)
+    net = TwoLayerNet(
+        data.dims, width=args.width, outputs=outputs, shift=shift, seed=args.seed, init=args.init,
+        init_rank=args.init_rank,
+    )  # fmt: skip
     trainer = KronSGD(
         net, data, y, lr=args.lr, batch_size=args.batch, seed=args.seed, gram=args.gram,
         dtype=np.dtype(args.dtype), workers=args.workers, fired=args.fired,
@@ -134,7 +148,8 @@ def run_train(args) -> int:
     setup_seconds = time.perf_counter() - started
     say(_describe_points(args.data, points))  # after the trainer has accepted every option
     say(
-        f"  net: m = {net.width} neurons, {net.outputs} output(s), shift b = {net.shift:.4g}; lr {args.lr:g}, "
+        f"  net: m = {net.width} neurons, {net.outputs} output(s), shift b = {net.shift:.4g}, {_init_text(net)}; "
+        f"lr {args.lr:g}, "
         f"batch {trainer.batch_size}, {args.dtype}, Gram {trainer.gram_mode}, fired by {trainer.fired_mode}, "
         f"{args.workers} worker(s); "
         f"set up in {setup_seconds:.2f} s"
@@ -174,6 +189,8 @@ def _summary(args, points, net, trainer, setup_seconds: float, labels) -> dict:
         "width": net.width,
         "outputs": net.outputs,
         "shift": net.shift,
+        "init": net.init,
+        "init_rank": net.init_rank,
         "lr": args.lr,
         "batch_size": trainer.batch_size,
         "dtype": args.dtype,
@@ -230,3 +247,7 @@ def _print_summary(s: dict) -> None:
     print(f"saved the model to {s['model']}")
     if s["plot"]:
         print(f"wrote {s['plot']}")
+
+
+def _init_text(net) -> str:
+    return f"init kronecker (K = {net.init_rank})" if net.init == "kronecker" else "init gaussian"

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..base.errors import ValidationError
 from ..base.memory import require, resolve_budget
-from ..base.validation import check_array, check_indices
+from ..base.validation import check_array, check_choice, check_dtype, check_indices
+from . import products as P
 from .structure import resolve, split
 
 # Gram blocks are built in row chunks so that one (rows·R, cols·R) temporary stays this small.
@@ -45,8 +46,7 @@ class KroneckerData:
             factors = factors.factors
         if not isinstance(factors, Sequence) or isinstance(factors, (str, bytes)):  # not ndarray, dict, set
             raise ValidationError(
-                "factors must be a list of k >= 2 arrays, each (n, d_l) or (n, R, d_l). "
-                f"Got {type(factors).__name__}."
+                f"factors must be a list of k >= 2 arrays, each (n, d_l) or (n, R, d_l). Got {type(factors).__name__}."
             )
         if len(factors) < 2:
             raise ValidationError(f"factors must hold at least 2 arrays (k >= 2). Got {len(factors)}.")
@@ -101,32 +101,69 @@ class KroneckerData:
         return KroneckerData([f[idx] for f in self._factors])
 
     # ---- inner products ----------------------------------------------------------------
-    def gram(self, rows=None, other: KroneckerData | None = None) -> np.ndarray:
-        """Exact inner products G[i, j] = <x_rows[i], other_j> from the factors only.
+    def gram(self, rows=None, other: KroneckerData | None = None, dtype=np.float64, route="auto", max_bytes=None):
+        """Exact inner products G[i, j] = <x_rows[i], other_j>, computed in ``dtype``.
 
-        Cost O(len(rows) · other.n · R² · Σ d_l); no d-dimensional vector is formed.
+        Two routes (see ``kronsgd.data.products``): from the factors, R1 · R2 · Σ d_l
+        multiply-adds per entry and no d-dimensional vector; or on blocks of materialised
+        points, d per entry plus building them. "auto" takes the one predicted cheaper;
+        the dense blocks stay inside a working-memory share of ``max_bytes`` (default: half
+        the free memory). Either way the values are exact up to rounding in ``dtype``.
 
         Returns
         -------
-        ndarray of shape (len(rows), other.n), float64
+        ndarray of shape (len(rows), other.n), ``dtype``
         """
         other = self if other is None else other
         if not isinstance(other, KroneckerData):
             raise ValidationError(f"other must be a KroneckerData. Got {type(other).__name__}.")
         if other.dims != self.dims:
             raise ValidationError(f"other must have dims {self.dims} to pair with these points. Got {other.dims}.")
+        route = check_choice(route, "route", ("auto", "factors", "dense"))
+        dtype = check_dtype(dtype)
         idx = np.arange(self.n) if rows is None else check_indices(rows, "rows", self.n)
-        out = np.empty((idx.size, other.n))  # (rows, other.n)
+        if route == "auto":
+            dense = P.dense_cost(idx.size, other.n, self.rank, other.rank, self.d)
+            route = "dense" if dense < P.factor_cost(idx.size, other.n, self.rank, other.rank, self.dims) else "factors"
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            if route == "dense":
+                out = self._dense_gram(idx, other, dtype, resolve_budget(max_bytes, "max_bytes"))
+            else:
+                out = self._factor_gram(idx, other, dtype)
+        return _finite(out, "gram()")
+
+    def _factor_gram(self, idx: np.ndarray, other: KroneckerData, dtype) -> np.ndarray:
+        out = np.empty((idx.size, other.n), dtype=dtype)  # (rows, other.n)
         r1, r2 = self.rank, other.rank
         chunk = max(1, _GRAM_CHUNK_BYTES // (8 * r1 * r2 * max(other.n, 1)))
+        right = [g.astype(dtype, copy=False) for g in other.factors]
+        if other is self and chunk >= self.n and idx.size == self.n and bool(np.all(idx == np.arange(self.n))):
+            # the whole set against itself: A Aᵀ on one buffer, which BLAS does as a symmetric rank-k update
+            out[...] = P.factor_products(right, right, dtype)
+            return out
         for start in range(0, idx.size, chunk):
             sel = idx[start : start + chunk]
-            block = np.ones((sel.size * r1, other.n * r2))  # (rows·R1, other.n·R2)
-            with np.errstate(over="ignore", invalid="ignore"):  # checked below
-                for f, g in zip(self._factors, other.factors, strict=True):
-                    block *= f[sel].reshape(-1, f.shape[2]) @ g.reshape(-1, g.shape[2]).T
-                out[start : start + sel.size] = block.reshape(sel.size, r1, other.n, r2).sum(axis=(1, 3))
-        return _finite(out, "gram()")
+            out[start : start + sel.size] = P.factor_products([f[sel] for f in self._factors], right, dtype)
+        return out
+
+    def _dense_gram(self, idx: np.ndarray, other: KroneckerData, dtype, budget: int) -> np.ndarray:
+        """Blocks of materialised points and one GEMM per pair of blocks, inside the working cap."""
+        item = np.dtype(dtype).itemsize
+        same = other is self and idx.size == self.n and bool(np.all(idx == np.arange(self.n)))
+        rows, cols = P.plan_rows(idx.size, other.n, self.d * item, self.d * item, P.work_bytes(budget), "gram()")
+        out = np.empty((idx.size, other.n), dtype=dtype)  # (rows, other.n)
+        if same and rows >= idx.size:  # the whole set at once: X Xᵀ, which BLAS does as a symmetric rank-k update
+            X = P.materialise(self._factors, dtype)  # (n, d)
+            np.matmul(X, X.T, out=out)
+            return out
+        whole = P.materialise(other.factors, dtype) if cols >= other.n else None  # (other.n, d), built once
+        for r in range(0, idx.size, rows):
+            A = P.materialise([f[idx[r : r + rows]] for f in self._factors], dtype)  # (rows, d)
+            for c in range(0, other.n, cols):
+                # when the columns do not fit at once, each block is built again for every row block
+                B = whole if whole is not None else P.materialise([g[c : c + cols] for g in other.factors], dtype)
+                np.matmul(A, B.T, out=out[r : r + A.shape[0], c : c + B.shape[0]])
+        return out
 
     def _balanced(self) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """Factors rescaled per point so each has largest entry 1, with sqrt of the core norm².

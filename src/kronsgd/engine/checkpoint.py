@@ -54,15 +54,7 @@ def save_checkpoint(trainer, path) -> None:
         "format": KIND,
         "format_version": VERSION,
         "library": __version__,
-        "net": {
-            "dims": list(net.dims),
-            "width": net.width,
-            "outputs": net.outputs,
-            "shift": net.shift,
-            "seed": net.seed,
-            "normalize": net.normalize,
-            "prior_blocks": len(prior),
-        },
+        "net": {**net.config(), "prior_blocks": len(prior)},
         "trainer": {
             "lr": trainer.lr,
             "batch_size": trainer.batch_size,

@@ -32,7 +32,7 @@ def resume(path, data, y, memory_budget=None, delay=None):
     """
     meta, arrays = load_checked(path, KIND, VERSION)
     cfg, tcfg = meta["net"], meta["trainer"]
-    net = TwoLayerNet(cfg["dims"], cfg["width"], cfg["outputs"], cfg["shift"], cfg["seed"], cfg["normalize"])
+    net = TwoLayerNet.from_config(cfg)  # a checkpoint without w0_stream gets W0 as drawn then
     for b in range(cfg["prior_blocks"]):
         factors = [arrays[f"prior{b}_factor{l}"] for l in range(len(cfg["dims"]))]
         net.attach_support(KroneckerData(factors), arrays[f"prior{b}_alpha"])

@@ -50,6 +50,8 @@ class KronMLPBase(StructuredInputs, BaseEstimator):
         memory_budget=None,
         random_state=None,
         verbose=0,
+        init="gaussian",
+        init_rank=None,
     ):
         self.width = width
         self.shift = shift
@@ -65,6 +67,8 @@ class KronMLPBase(StructuredInputs, BaseEstimator):
         self.memory_budget = memory_budget
         self.random_state = random_state
         self.verbose = verbose
+        self.init = init
+        self.init_rank = init_rank
 
     def _check_params(self) -> dict:
         """Validate every parameter at fit time (scikit-learn convention: __init__ only stores)."""
@@ -80,6 +84,12 @@ class KronMLPBase(StructuredInputs, BaseEstimator):
             "verbose": self._check_int("verbose", 0) if not isinstance(self.verbose, bool) else int(self.verbose),
         }
         params["shift"] = None if self.shift is None else self._check_real("shift", 0.0)
+        if not isinstance(self.init, str) or self.init not in ("gaussian", "kronecker"):
+            raise self._invalid("init", "'gaussian' or 'kronecker'")
+        params["init"] = self.init
+        if self.init == "gaussian" and self.init_rank is not None:
+            raise self._invalid("init_rank", "None when init='gaussian' (it counts the terms of init='kronecker')")
+        params["init_rank"] = self._check_int("init_rank", 1, none_ok=True)
         if not isinstance(self.normalize, (bool, np.bool_)):
             raise self._invalid("normalize", "a bool")
         try:
@@ -115,6 +125,8 @@ class KronMLPBase(StructuredInputs, BaseEstimator):
                 shift=params["shift"],
                 seed=self.seed_,
                 normalize=bool(self.normalize),
+                init=params["init"],
+                init_rank=params["init_rank"],
             )
             self.trainer_, self.history_, self.n_iter_, self.t_ = None, [], 0, 0
             self._trainers, self._fingerprint = 0, None

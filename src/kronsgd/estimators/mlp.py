@@ -52,6 +52,12 @@ _PARAMETERS = """
         Seeds the initial weights and the batches; an int is used as ``seed_`` itself.
     verbose : int, default 0
         Above 0, log the training loss every epoch to the "kronsgd" logger (INFO level).
+    init : "gaussian" or "kronecker", default "gaussian"
+        The initial first layer (``TwoLayerNet``): Gaussian w_r(0) ~ N(0, I_d), or a sum of
+        ``init_rank`` Gaussian Kronecker products scaled to the same covariance, whose
+        set-up and prediction cost does not grow with d.
+    init_rank : int >= 1 or None, default None
+        K of init="kronecker" (None: 16); must be None with init="gaussian".
 """
 
 _ATTRIBUTES = """

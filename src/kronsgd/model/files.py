@@ -1,11 +1,13 @@
 """Save and load a TwoLayerNet: one versioned .npz file, written atomically, checked on load.
 
-Format "kronsgd.TwoLayerNet", version 1: an uncompressed NumPy .npz archive (``np.savez``)
+Format "kronsgd.TwoLayerNet", version 2 (version 1 is read too): an uncompressed NumPy .npz archive (``np.savez``)
 read with ``allow_pickle=False``, so loading never runs code. Its entries:
 
 - ``metadata``: uint8 array, UTF-8 JSON: format, format_version, library_version, dims,
-  width, outputs, shift, seed, normalize, blocks (one {"n", "rank", "alpha_dtype"} per
-  support block) and checksum {"algorithm": "sha256", "value": hex digest}.
+  width, outputs, shift, seed, normalize, init ("gaussian" or "kronecker"), init_rank (K or
+  null), w0_stream (how W0 is drawn, base/random.py), blocks (one {"n", "rank",
+  "alpha_dtype"} per support block) and checksum {"algorithm": "sha256", "value": hex
+  digest}. Version 1 files have no init, init_rank nor w0_stream: a Gaussian W0 of stream 1.
 - ``block{b}_factor{l}``: float64 (n_b, R_b, d_l), the unit-normalised points of support
   block b (the training points of one trainer), factor l.
 - ``block{b}_alpha``: (m, n_b) float32 or float64, that block's coefficients.
@@ -28,7 +30,8 @@ from ..base.atomic import checksum, read_npz, write_atomic
 from ..base.errors import FileFormatError, KronsgdError, ValidationError
 
 FORMAT_NAME = "kronsgd.TwoLayerNet"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+_READABLE = (1, 2)  # version 1: no init fields, W0 of stream 1
 _ALPHA_DTYPES = ("float32", "float64")
 
 
@@ -48,12 +51,7 @@ def net_metadata(net, arrays: dict[str, np.ndarray]) -> dict:
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
-        "dims": list(net.dims),
-        "width": net.width,
-        "outputs": net.outputs,
-        "shift": net.shift,  # JSON writes the shortest repr: the float64 round-trips exactly
-        "seed": net.seed,
-        "normalize": net.normalize,
+        **net.config(),
         "blocks": [
             {"n": support.n, "rank": support.rank, "alpha_dtype": alpha.dtype.name} for support, alpha in net._support
         ],
@@ -118,12 +116,12 @@ def _check_format(meta: dict | None, entries: dict) -> dict:
     if meta.get("format") != FORMAT_NAME:
         raise _Damaged(f"its format is {meta.get('format')!r}, not {FORMAT_NAME!r}.")
     version = meta.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in _READABLE:
         writer = meta.get("library_version", "an unknown version")
         advice = "Upgrade kronsgd to read it." if isinstance(version, int) and version > FORMAT_VERSION else ""
         raise _Damaged(
             f"it is in format version {version!r} (written by kronsgd {writer}), but this kronsgd reads "
-            f"format version {FORMAT_VERSION}. {advice}".rstrip()
+            f"format versions {', '.join(map(str, _READABLE))}. {advice}".rstrip()
         )
     _check_metadata(meta)
     return meta
@@ -145,6 +143,13 @@ def _check_metadata(meta: dict) -> None:
         problems.append("shift")
     if not isinstance(meta.get("normalize"), bool):
         problems.append("normalize")
+    if meta["format_version"] >= 2:
+        if meta.get("init") not in ("gaussian", "kronecker"):
+            problems.append("init")
+        if not (meta.get("init_rank") is None or is_int(meta.get("init_rank"))):
+            problems.append("init_rank")
+        if not is_int(meta.get("w0_stream")):
+            problems.append("w0_stream")
     blocks = meta.get("blocks")
     if not isinstance(blocks, list) or not all(
         isinstance(b, dict) and is_int(b.get("n")) and is_int(b.get("rank")) and b.get("alpha_dtype") in _ALPHA_DTYPES

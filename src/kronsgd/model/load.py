@@ -31,14 +31,7 @@ def load(path) -> TwoLayerNet:
     """
     meta, arrays = read_net_file(path)
     try:
-        net = TwoLayerNet(
-            meta["dims"],
-            meta["width"],
-            outputs=meta["outputs"],
-            shift=meta["shift"],
-            seed=meta["seed"],
-            normalize=meta["normalize"],
-        )
+        net = TwoLayerNet.from_config(meta)  # a version 1 file (no w0_stream) gets W0 as drawn then
         for b in range(len(meta["blocks"])):
             factors = [arrays[f"block{b}_factor{l}"] for l in range(len(meta["dims"]))]
             net.attach_support(KroneckerData(factors), arrays[f"block{b}_alpha"])

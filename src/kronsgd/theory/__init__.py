@@ -7,6 +7,7 @@ eigenvalue, the linear convergence rate it predicts, and drift tracking for Kron
 """
 
 from .drift import DriftTracker, TheoryReport, empirical_ntk, theory_report
+from .kron_ntk import kronecker_fire_fraction
 from .ntk import (
     EigenvalueEstimate,
     contraction_factor,
@@ -26,6 +27,7 @@ __all__ = [
     "contraction_factor",
     "empirical_ntk",
     "fire_fraction",
+    "kronecker_fire_fraction",
     "lr_limit",
     "min_eigenvalue",
     "ntk_cross",

@@ -35,8 +35,9 @@ import numpy as np
 from ..base.errors import ValidationError
 from ..base.validation import check_array, check_choice, check_float, check_int
 from ..kernels.bivariate import ntk_from_inner_products
-from ..model.net import as_data, check_seed
+from ..model.net import as_data, check_init, check_seed
 from .gram import BLOCK_BYTES, kernel_matrix
+from .kron_ntk import kronecker_ntk_gram
 from .orthant import fire_fraction, orthant_probability
 from .orthant_table import orthant_table
 
@@ -52,7 +53,10 @@ __all__ = [
 ]
 
 
-def ntk_gram(data, shift, *, normalize: bool = True, block_bytes: int = BLOCK_BYTES) -> np.ndarray:
+def ntk_gram(
+    data, shift, *, normalize: bool = True, block_bytes: int = BLOCK_BYTES, init="gaussian", init_rank=None,
+    samples=1 << 14, seed=0,
+) -> np.ndarray:
     """The infinite-width NTK H[i, j] = <x_i, x_j> · Pr[Z_i > b, Z_j > b], w·x ~ N(0, |x|²).
 
     With ``normalize`` (the net's default) the points are scaled to unit norm first, and
@@ -75,6 +79,13 @@ def ntk_gram(data, shift, *, normalize: bool = True, block_bytes: int = BLOCK_BY
         Scale the points to unit norm first, as a net with normalize=True does.
     block_bytes : int, optional
         Bytes of one block temporary.
+    init : {"gaussian", "kronecker"}, default "gaussian"
+        The initial layer whose NTK is meant. "gaussian" (the paper's) is exact; with
+        "kronecker" (``init_rank`` K terms, default 16) the orthant probabilities are a Monte
+        Carlo estimate over ``samples`` neurons drawn from ``seed``, and the diagonal is exact
+        for two factors (``kronsgd.theory.kron_ntk``).
+    init_rank, samples, seed : optional
+        For init="kronecker".
 
     Returns
     -------
@@ -93,6 +104,11 @@ def ntk_gram(data, shift, *, normalize: bool = True, block_bytes: int = BLOCK_BY
     """
     data = as_data(data)
     b = check_float(shift, "shift", low=0.0)
+    init, init_rank = check_init(init, init_rank)
+    if init == "kronecker":  # w(0) a sum of K Kronecker products: a Monte Carlo estimate (kron_ntk.py)
+        if not normalize:
+            raise ValidationError('ntk_gram with init="kronecker" is for unit points: pass normalize=True.')
+        return kronecker_ntk_gram(data, b, init_rank, samples, seed)
     if normalize:
         table = orthant_table(b)
 
@@ -197,7 +213,9 @@ class EigenvalueEstimate:
         return self.value
 
 
-def min_eigenvalue(source, shift=None, method="exact", size=512, trials=8, seed=0) -> EigenvalueEstimate:
+def min_eigenvalue(
+    source, shift=None, method="exact", size=512, trials=8, seed=0, *, init="gaussian", init_rank=None
+) -> EigenvalueEstimate:
     """The smallest eigenvalue λ_min of an NTK, exactly or bounded from random subsets.
 
     A Nyström (low-rank) approximation cannot estimate λ_min (it is rank-deficient), so
@@ -216,7 +234,9 @@ def min_eigenvalue(source, shift=None, method="exact", size=512, trials=8, seed=
     size, trials : int, default 512, 8
         Subset size and number of subsets for "subsample".
     seed : int, default 0
-        Seeds the subsets.
+        Seeds the subsets (and the neurons of init="kronecker").
+    init, init_rank : optional
+        The initial layer whose NTK is meant when source is points (see ``ntk_gram``).
 
     Returns
     -------
@@ -239,7 +259,7 @@ def min_eigenvalue(source, shift=None, method="exact", size=512, trials=8, seed=
             raise ValidationError("shift is required with points as source: pass shift=net.shift.")
         data = as_data(source, "source")
         b = check_float(shift, "shift", low=0.0)
-        n, block = data.n, lambda idx: ntk_gram(data[idx], b)
+        n, block = data.n, lambda idx: ntk_gram(data[idx], b, init=init, init_rank=init_rank, seed=seed)
     if method == "exact" or size >= n:
         value = float(np.linalg.eigvalsh(block(np.arange(n)))[0])
         return EigenvalueEstimate(value, value, value, "exact", n, 1)
