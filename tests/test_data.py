@@ -72,3 +72,22 @@ def test_factors_are_copied_and_float64():
     data = KroneckerData([u, np.arange(6).reshape(3, 2)])
     u[0, 0] = 99
     assert data.factors[0].dtype == np.float64 and data.factors[0][0, 0, 0] == 1.0
+
+
+def test_factors_in_float32_keep_every_product_and_fit_the_type():
+    """Rebalancing by powers of two changes no product: the float32 Gram and points are the same bits."""
+    rng = np.random.default_rng(4)
+    u, v = rng.standard_normal((6, 2, 5)), rng.standard_normal((6, 2, 7))
+    u[0] *= 2.0**100  # a point whose first factor alone overflows float32, its second underflows
+    v[0] *= 2.0**-100
+    data = KroneckerData([u, v])
+    f32 = data.factors_in(np.float32)
+    assert all(np.isfinite(f).all() and f.dtype == np.float32 for f in f32)
+    balanced = KroneckerData([f.astype(np.float64) for f in f32])
+    cast = KroneckerData([f.astype(np.float32).astype(np.float64) for f in (u, v)])  # the plain casts
+    np.testing.assert_array_equal(balanced.to_dense()[1:], cast.to_dense()[1:])  # the same points, bit for bit
+    assert not np.isfinite(u[0].astype(np.float32)).all()  # the plain cast of point 0 overflows ...
+    np.testing.assert_allclose(balanced.to_dense()[0], data.to_dense()[0], rtol=1e-6)  # ... the balanced one fits
+    plain = KroneckerData([u[1:], v[1:]])
+    np.testing.assert_array_equal(plain.gram(dtype=np.float32), data[1:].gram(dtype=np.float32))
+    assert np.isfinite(data.gram(dtype=np.float32)).all()

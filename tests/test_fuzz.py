@@ -189,13 +189,12 @@ def test_valid_input_trains_and_predicts(problem):
             np.testing.assert_allclose(trainer.P, recomputed, rtol=0, atol=tolerance * (1 + np.abs(recomputed).max()))
 
 
-UNBALANCED = {  # valid points whose factors, as float32, overflow: x = 1 and x = 2.85e-99 (a rank-2 sum)
+UNBALANCED = {  # valid points whose factors, cast one by one to float32, would overflow: x = 1 and x = 2.85e-99
     "normalize=False": ([np.array([[[6.9e80]]]), np.array([[[1.4e-81]]])], False),
     "normalize=True, rank 2": ([np.array([[[1.0], [0.0]]]), np.array([[[2.85e-99], [1.0]]])], True),
 }
 
 
-@pytest.mark.xfail(strict=True, raises=RuntimeWarning, reason="float32 casts of unbalanced factors overflow to NaN")
 @pytest.mark.parametrize("case", UNBALANCED.values(), ids=UNBALANCED.keys())
 def test_float32_runs_on_points_with_unbalanced_factors(case):
     factors, normalize = case

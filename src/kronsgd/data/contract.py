@@ -45,7 +45,7 @@ def _contract_block(w_block: np.ndarray, factors: tuple[np.ndarray, ...], dims: 
 def _project_stream1(seed: int, width: int, data: KroneckerData, dtype) -> np.ndarray:
     dims = data.dims
     itemsize = np.dtype(dtype).itemsize
-    factors = [f.astype(dtype, copy=False) for f in data.factors]
+    factors = data.factors_in(dtype)
     per_point = W0_BLOCK * (data.d // dims[-1]) * data.rank * itemsize
     chunk = max(1, _TEMP_BYTES // per_point)
     out = np.empty((width, data.n), dtype=dtype)  # (m, n)
@@ -103,17 +103,18 @@ def _project_gaussian(seed, width, data, dtype, cap) -> np.ndarray:
     out = np.empty((width, data.n), dtype=dtype)  # (m, n)
     rows, cols = P.plan_rows(width, data.n, d * item, d * item, cap, "P0 (dense route)", W0_BLOCK)
     if _gaussian_route(width, data, rows, cols) == "dense":
-        whole = P.materialise(data.factors, dtype) if cols >= data.n else None  # (n, d) built once
+        points = data.factors_in(dtype)
+        whole = P.materialise(points, dtype) if cols >= data.n else None  # (n, d) built once
         for r0, r1 in _neuron_blocks(width, rows):
             W = w0_rows(seed, r0, r1, d, dtype)  # (b, d)
             for c in range(0, data.n, cols):
-                X = whole if whole is not None else P.materialise([f[c : c + cols] for f in data.factors], dtype)
+                X = whole if whole is not None else P.materialise([f[c : c + cols] for f in points], dtype)
                 np.matmul(W, X.T, out=out[r0:r1, c : c + X.shape[0]])
         return out
     dims, R = data.dims, data.rank
     head = d // dims[-1]
     rows = max(W0_BLOCK, (cap // 2) // (d * item))  # the W block takes half the cap, the intermediates the rest
-    factors = [f.astype(dtype, copy=False) for f in data.factors]
+    factors = data.factors_in(dtype)
     for r0, r1 in _neuron_blocks(width, rows):
         W = w0_rows(seed, r0, r1, d, dtype)  # (b, d)
         cols = max(1, (cap - W.nbytes) // ((r1 - r0) * head * R * item))
@@ -133,7 +134,7 @@ def _project_kronecker(seed, width, terms, data, dtype, cap) -> np.ndarray:
     else:  # one (b·K, c·R) product per factor and the running product: three at once
         rows, cols = P.plan_rows(width, n, terms * sum(dims) * item, R * sum(dims) * item, cap, "P0", W0_BLOCK)
         cols = max(1, min(cols, cap // (3 * max(rows, 1) * terms * R * item)))
-    points = [f.astype(dtype, copy=False) for f in data.factors]
+    points = data.factors_in(dtype)
     whole = P.materialise(points, dtype) if dense and cols >= n else None
     for r0, r1 in _neuron_blocks(width, rows):
         w = kron_w0_factors(seed, r0, r1, dims, terms, dtype)  # k x (b, K, d_l)

@@ -72,6 +72,26 @@ class KroneckerData:
         """The k factor arrays, each of shape (n, R, d_l)."""
         return self._factors
 
+    def factors_in(self, dtype) -> list[np.ndarray]:
+        """The factors in ``dtype``, each (n, R, d_l): as stored for float64; for a narrower type each
+        term of each point is first rebalanced across its factors by exact powers of two.
+
+        u ⊗ v = (2^s u) ⊗ (2^-s v) exactly, and so are every product and sum computed from
+        them (a power of two only moves the exponent), so the results keep their bits; but
+        factors such as 6.9e80 and 1.4e-81 (x = 1), which would overflow float32 one by one,
+        now fit.
+        """
+        dtype = np.dtype(dtype)
+        if dtype.itemsize >= 8:
+            return [f.astype(dtype, copy=False) for f in self._factors]
+        with np.errstate(divide="ignore"):
+            exps = [np.frexp(np.abs(f).max(axis=2))[1] for f in self._factors]  # k x (n, R) binary exponents
+        live = np.all([np.abs(f).max(axis=2) > 0 for f in self._factors], axis=0)  # (n, R) nonzero terms
+        target = np.round(np.mean(exps, axis=0)).astype(np.int64)  # (n, R) the exponent every factor moves to
+        shifts = [np.where(live, target - e, 0) for e in exps]
+        shifts[0] = -np.sum(shifts[1:], axis=0)  # the shifts of a term add up to 0: the term is unchanged
+        return [np.ldexp(f, s[:, :, None]).astype(dtype) for f, s in zip(self._factors, shifts, strict=True)]
+
     @property
     def n(self) -> int:
         return self._factors[0].shape[0]
@@ -136,14 +156,14 @@ class KroneckerData:
         out = np.empty((idx.size, other.n), dtype=dtype)  # (rows, other.n)
         r1, r2 = self.rank, other.rank
         chunk = max(1, _GRAM_CHUNK_BYTES // (8 * r1 * r2 * max(other.n, 1)))
-        right = [g.astype(dtype, copy=False) for g in other.factors]
+        left, right = self.factors_in(dtype), other.factors_in(dtype)
         if other is self and chunk >= self.n and idx.size == self.n and bool(np.all(idx == np.arange(self.n))):
             # the whole set against itself: A Aᵀ on one buffer, which BLAS does as a symmetric rank-k update
             out[...] = P.factor_products(right, right, dtype)
             return out
         for start in range(0, idx.size, chunk):
             sel = idx[start : start + chunk]
-            out[start : start + sel.size] = P.factor_products([f[sel] for f in self._factors], right, dtype)
+            out[start : start + sel.size] = P.factor_products([f[sel] for f in left], right, dtype)
         return out
 
     def _dense_gram(self, idx: np.ndarray, other: KroneckerData, dtype, budget: int) -> np.ndarray:
@@ -153,15 +173,16 @@ class KroneckerData:
         rows, cols = P.plan_rows(idx.size, other.n, self.d * item, self.d * item, P.work_bytes(budget), "gram()")
         out = np.empty((idx.size, other.n), dtype=dtype)  # (rows, other.n)
         if same and rows >= idx.size:  # the whole set at once: X Xᵀ, which BLAS does as a symmetric rank-k update
-            X = P.materialise(self._factors, dtype)  # (n, d)
+            X = P.materialise(self.factors_in(dtype), dtype)  # (n, d)
             np.matmul(X, X.T, out=out)
             return out
-        whole = P.materialise(other.factors, dtype) if cols >= other.n else None  # (other.n, d), built once
+        left, right = self.factors_in(dtype), other.factors_in(dtype)
+        whole = P.materialise(right, dtype) if cols >= other.n else None  # (other.n, d), built once
         for r in range(0, idx.size, rows):
-            A = P.materialise([f[idx[r : r + rows]] for f in self._factors], dtype)  # (rows, d)
+            A = P.materialise([f[idx[r : r + rows]] for f in left], dtype)  # (rows, d)
             for c in range(0, other.n, cols):
                 # when the columns do not fit at once, each block is built again for every row block
-                B = whole if whole is not None else P.materialise([g[c : c + cols] for g in other.factors], dtype)
+                B = whole if whole is not None else P.materialise([g[c : c + cols] for g in right], dtype)
                 np.matmul(A, B.T, out=out[r : r + A.shape[0], c : c + B.shape[0]])
         return out
 
