@@ -78,8 +78,8 @@ def test_factors_in_float32_keep_every_product_and_fit_the_type():
     """Rebalancing by powers of two changes no product: the float32 Gram and points are the same bits."""
     rng = np.random.default_rng(4)
     u, v = rng.standard_normal((6, 2, 5)), rng.standard_normal((6, 2, 7))
-    u[0] *= 2.0**100  # a point whose first factor alone overflows float32, its second underflows
-    v[0] *= 2.0**-100
+    u[0] *= 2.0**140  # a point whose first factor alone overflows float32, its second underflows
+    v[0] *= 2.0**-140
     data = KroneckerData([u, v])
     f32 = data.factors_in(np.float32)
     assert all(np.isfinite(f).all() and f.dtype == np.float32 for f in f32)
