@@ -90,6 +90,15 @@ class KronSGD(SGDLoop):
         With backend="ray": the cluster to join, passed to ``ray.init(address=...)`` (e.g.
         "auto" or "ray://host:10001"); None starts a local Ray, or uses the one already
         initialised in this process.
+    max_restarts : int, default 3
+        With backend="ray": how many times a worker whose actor (or node) died is replaced
+        before the run stops with a KronsgdError. A replacement rebuilds its columns from
+        the last alpha snapshot and the records since; no update is lost or applied twice.
+    snapshot_every : int or "auto", default "auto"
+        With backend="ray": records between alpha snapshots. The ordering actor keeps at
+        most 2 × snapshot_every records whatever the length of the run (plus, with
+        keep_log=True, those the driver has not yet copied). "auto": as many records as
+        one shard's alpha holds bytes (the log then holds about two shards' alpha).
 
     Examples
     --------
@@ -122,6 +131,8 @@ class KronSGD(SGDLoop):
         fired="auto",
         backend="threads",
         ray_address=None,
+        max_restarts=3,
+        snapshot_every="auto",
         *,
         _restore=None,
     ):
@@ -141,6 +152,9 @@ class KronSGD(SGDLoop):
             if fired == "tree":
                 raise ValidationError("fired='tree' runs on the threads backend; the Ray backend scans.")
         window = window if window == "auto" else check_int(window, "window", low=1)
+        max_restarts = check_int(max_restarts, "max_restarts", low=0)
+        if snapshot_every != "auto":
+            snapshot_every = check_int(snapshot_every, "snapshot_every", low=1)
         m, n = self.net.width, self.n
         sizes = Sizes(m, n, self.batch_size, self.dtype, self.net.shift, workers)
         plan = plan_run(sizes, gram, window, fired, resolve_budget(memory_budget))
@@ -178,7 +192,9 @@ class KronSGD(SGDLoop):
         self._ray = None
         if self.backend == "ray":
             cfg = {"dtype": self.dtype.name, "gram": self.gram_mode, "batch_size": self.batch_size, "seed": self.seed}
-            self._ray = RayEngine(self.shared, self.log, cfg, net_for_workers, workers, ray_address)
+            self._ray = RayEngine(self.shared, self.log, cfg, net_for_workers, workers, ray_address,
+                                  samplers=[w.sampler for w in self.workers], restore=_restore,
+                                  max_restarts=max_restarts, snapshot_every=snapshot_every)  # fmt: skip
 
     @property
     def window_size(self) -> int:
@@ -283,8 +299,6 @@ class KronSGD(SGDLoop):
         }
 
     def _checkpoint_path(self, path):
-        if self._ray is not None:
-            raise ValidationError("checkpoints are written by the threads backend; the Ray backend has none yet.")
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise ValidationError(f"checkpoint must be a file path (str or Path). Got {path!r}.")
         return Path(path)
