@@ -82,8 +82,10 @@ class RayEngine:
         self.snapshot_every, self.max_restarts = snapshot_every, max_restarts
         self.base = self.seen = 0 if restore is None else int(restore["published"])
         tau = s.max_staleness
-        group = GROUP if tau is None else max(1, min(GROUP, (tau + 1) // workers))
-        self.cfg = dict(cfg, lr=s.lr, max_staleness=tau, gram_bound=s.gram_bound, group=group,
+        # records per round trip, and round trips in flight: as many as the staleness bound leaves room for
+        group = GROUP if tau is None else max(1, min(GROUP, (tau + 1) // (2 * workers)))
+        depth = 2 if tau is None or tau >= 2 * group * workers else 1
+        self.cfg = dict(cfg, lr=s.lr, max_staleness=tau, gram_bound=s.gram_bound, group=group, depth=depth,
                         snapshot_every=snapshot_every, base=self.base)  # fmt: skip
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
         alpha = None if restore is None else restore["alpha"]

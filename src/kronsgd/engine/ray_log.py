@@ -2,8 +2,8 @@
 
 One actor (calls run one at a time, in the order each caller made them) holds the records
 of the run from a floor on. Workers append several records per call and receive, in the
-reply, every record logged since their snapshot: one round trip carries a worker's ``k``
-new records out and everybody's records in.
+reply, every record the others logged since their last reply: one round trip carries a
+worker's ``group`` new records out and everybody else's in.
 
 Snapshots bound the log. A worker that has folded the log up to a multiple of
 ``snapshot_every`` (S) sends its columns of alpha at that point. Once every shard has sent
@@ -50,14 +50,17 @@ class OrderingLog:
         self.peak = 0  # the most records held at once
 
     # ---- the workers' calls ----------------------------------------------------------------
-    def append(self, worker: int, records: list, snapshot: int, max_staleness, end: int):
+    def append(self, worker: int, records: list, snapshot: int, max_staleness, end: int, since: int):
         """Log as many of ``records`` (computed from a state holding records < snapshot) as allowed.
 
         Record j gets sequence number head + j and staleness head + j - snapshot; the log
         takes records in order while the run needs more (< end), the staleness is at most
-        ``max_staleness`` and the capacity holds. Returns (accepted, answer, every record
-        from ``snapshot`` on, stopped): the answer says why the rest was refused.
+        ``max_staleness`` and the capacity holds. Returns (accepted, answer, the records
+        ``since`` .. head - 1 before this call, stopped): the worker's state holds those
+        before ``since``, and it holds its own records (now head - accepted .. head - 1)
+        already, so they do not travel back. The answer says why the rest was refused.
         """
+        others = self.since(since)  # logged by the others since this worker's last reply
         room = [len(records), end - self.head, self.complete + self.capacity - self.head]
         if max_staleness is not None:
             room.append(snapshot + max_staleness + 1 - self.head)
@@ -79,7 +82,7 @@ class OrderingLog:
             answer = STALE
         else:
             answer = FULL
-        return accepted, answer, self.since(snapshot), self.stopped
+        return accepted, answer, others, self.stopped
 
     def since(self, seq: int) -> list[Record]:
         """Records ``seq .. head - 1`` (``seq`` is never below the floor: every worker's state is at or past it)."""

@@ -4,7 +4,7 @@ The actor owns points start:stop (its columns of P and alpha) and holds the fact
 points, so it computes the Gram blocks it needs itself. Its loop: compute ``group`` updates
 from its columns as folded (the engine's one compute function, ``record.compute_update``),
 send them in one call to the ordering actor (ray_log.py), and fold the reply — every record
-logged since its snapshot, its own included — with the engine's one fold (``fold.fold``)
+the others logged since its last reply, then its own — with the engine's one fold (``fold.fold``)
 through a small ring of its own, several records per pass. One round trip per ``group``
 updates instead of one per update; records that the log refused (too stale, log full) are
 computed again from the newer state and sent with the next group.
@@ -18,10 +18,12 @@ the last point T every shard reported, then folds the records since T.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from ..base.random import BatchSampler
+from ..kernels import step as K
 from .fold import fold
 from .log import UpdateLog
 from .loop import divergence_error
@@ -67,7 +69,7 @@ class ShardWorker:
         self._apply(records)
 
     def _rebuild(self, net):
-        """P and alpha columns at the last complete snapshot T: P0 + alpha(T) · G[:, shard]; returns (T, records since)."""
+        """P and alpha columns at the last complete snapshot T: P0 + alpha(T) · G[:, shard]; then (T, records since)."""
         import ray
 
         point, shards, records = ray.get(self.log.recovery.remote())
@@ -119,35 +121,60 @@ class ShardWorker:
     # ---- compute: the engine's compute, from this worker's columns as folded -----------------
     def _update(self, batch) -> Record:
         e, m = self.cfg, self.P.shape[0]
-        cols = np.ascontiguousarray(self.P[:, batch - self.start])  # (m, B)
+        cols = self.buffers.columns(batch.size)  # (m, B) = P[:, batch] as folded
+        K.gather_columns(self.P, batch - self.start, cols)
         update = compute_update(cols, batch, self.a, self.shift, self.y[batch], e["lr"], e["gram_bound"], self.buffers)
         if update.nnz < 0:
             raise divergence_error(self.applied, e["lr"], update.loss, batch.size, f"on worker {self.wid}")
         return to_record(update, m, worker=self.wid)
 
+    def _group(self, size: int):
+        """(batches, their records, the snapshot they were computed from): refused batches first."""
+        batches = self.retry[:size] + [self.sampler.next() for _ in range(size - len(self.retry[:size]))]
+        del self.retry[:size]
+        with np.errstate(over="raise", invalid="raise"):  # an overflow is divergence, as on threads
+            try:
+                return batches, [self._update(batch) for batch in batches], self.applied
+            except FloatingPointError as exc:
+                raise divergence_error(self.applied, self.cfg["lr"], float("inf"), batches[0].size,
+                                       f"{exc} on worker {self.wid}") from None  # fmt: skip
+
     def run(self, end: int) -> None:
-        """Make updates, ``group`` per round trip, until the log holds ``end`` records or the run is stopped."""
+        """Make updates until the log holds ``end`` records or the run is stopped.
+
+        ``group`` records per round trip; with ``depth`` 2 the next group is computed while
+        the last one travels (it misses that reply's records: they count in its staleness).
+        """
         import ray
 
-        group, tau = self.cfg["group"], self.cfg["max_staleness"]
+        group, depth, tau = self.cfg["group"], self.cfg["depth"], self.cfg["max_staleness"]
         head, stopped = self.catch_up()
-        while not stopped and head < end:
-            while len(self.retry) < group:
-                self.retry.append(self.sampler.next())
-            with np.errstate(over="raise", invalid="raise"):  # an overflow is divergence, as on threads
-                try:
-                    records = [self._update(batch) for batch in self.retry]
-                except FloatingPointError as exc:
-                    raise divergence_error(self.applied, self.cfg["lr"], float("inf"), self.retry[0].size,
-                                           f"{exc} on worker {self.wid}") from None  # fmt: skip
-            accepted, answer, reply, stopped = ray.get(self.log.append.remote(self.wid, records, self.applied, tau, end))
-            self._apply(reply)  # everything logged since the snapshot, this worker's accepted records included
-            del self.retry[:accepted]
-            if answer == DONE:
-                return
-            if answer == FULL and not reply:  # another shard must fold and snapshot before the log takes more
-                time.sleep(_IDLE)
-            head = self.applied
+        flight = None  # (reply reference, batches sent, their records)
+        while True:
+            ready = None
+            if not stopped and head < end and (flight is None or depth > 1):
+                ready = self._group(group)
+            if flight is not None:
+                reference, sent, sent_records = flight
+                flight = None
+                accepted, answer, others, stopped = ray.get(reference)
+                first = self.applied + len(others)  # the log numbered this worker's accepted records from here
+                mine = [replace(r, seq=first + j) for j, r in enumerate(sent_records[:accepted])]
+                self._apply(others + mine)  # every record logged since the last reply, in log order
+                self.retry[:0] = sent[accepted:]  # refused (too stale, log full): computed again from newer state
+                head = self.applied
+                if answer == DONE:
+                    if ready is not None:
+                        self.retry[:0] = ready[0]  # drawn, never sent: the next run takes them first
+                    return
+                if answer == FULL and not others:  # another shard must fold and snapshot before the log takes more
+                    time.sleep(_IDLE)
+            if ready is None:
+                if stopped or head >= end:
+                    return
+                continue
+            batches, records, snapshot = ready
+            flight = (self.log.append.remote(self.wid, records, snapshot, tau, end, self.applied), batches, records)
 
     def state(self):
         """(start, P columns, alpha columns, sampler state) after folding the whole log."""
