@@ -28,7 +28,10 @@ from ..base.errors import KronsgdError, ValidationError
 from .ray_log import OrderingLog
 from .ray_worker import ShardWorker
 
-GROUP = 8  # records a worker sends per round trip when max_staleness does not bound it
+GROUP = 8  # the most records a worker sends per round trip
+# Ray sends objects below 100 KB (its max_direct_call_object_size) inside the call; larger ones
+# go through the object store, which costs the ordering actor and the node's raylet CPU per call
+INLINE_BYTES = 100_000
 
 
 def import_ray():
@@ -48,11 +51,15 @@ def frozen_copy(net):
     return clone
 
 
-def auto_snapshot_every(m: int, n_shard: int, batch: int, shift: float, itemsize: int) -> int:
+def record_bytes(m: int, batch: int, shift: float, itemsize: int) -> float:
+    """Expected bytes of one record: 8 per batch point, 8 + itemsize per fired pair."""
+    fired = 0.5 * math.erfc(shift / math.sqrt(2.0))  # the share of neurons a unit point fires at W0
+    return batch * (8 + m * fired * (8 + itemsize))
+
+
+def auto_snapshot_every(m: int, n_shard: int, record: float, itemsize: int) -> int:
     """Records whose bytes about equal one shard's alpha columns: snapshots then cost no more
     than the records they let the log drop, and the log (≤ 2 of these) about two shards' alpha."""
-    fired = 0.5 * math.erfc(shift / math.sqrt(2.0))  # the share of neurons a unit point fires at W0
-    record = batch * (8 + m * fired * (8 + itemsize))
     return max(16, round(m * n_shard * itemsize / record))
 
 
@@ -76,14 +83,15 @@ class RayEngine:
         self.ray, self.shared, self.driver_log, self.samplers = ray, shared, log, samplers
         s, m, n = shared, shared.P.shape[0], shared.P.shape[1]
         self.bounds = np.linspace(0, n, workers + 1).round().astype(int)
+        record = record_bytes(m, cfg["batch_size"], s.shift, s.P.dtype.itemsize)
         if snapshot_every == "auto":
-            n_shard = int(np.diff(self.bounds).max())
-            snapshot_every = auto_snapshot_every(m, n_shard, cfg["batch_size"], s.shift, s.P.dtype.itemsize)
+            snapshot_every = auto_snapshot_every(m, int(np.diff(self.bounds).max()), record, s.P.dtype.itemsize)
         self.snapshot_every, self.max_restarts = snapshot_every, max_restarts
         self.base = self.seen = 0 if restore is None else int(restore["published"])
         tau = s.max_staleness
-        # records per round trip, and round trips in flight: as many as the staleness bound leaves room for
-        group = GROUP if tau is None else max(1, min(GROUP, (tau + 1) // (2 * workers)))
+        # records per round trip: as many as travel inside the call, and the staleness bound leaves room for
+        group = max(1, min(GROUP, int(INLINE_BYTES // record)))
+        group = group if tau is None else max(1, min(group, (tau + 1) // (2 * workers)))
         depth = 2 if tau is None or tau >= 2 * group * workers else 1
         self.cfg = dict(cfg, lr=s.lr, max_staleness=tau, gram_bound=s.gram_bound, group=group, depth=depth,
                         snapshot_every=snapshot_every, base=self.base)  # fmt: skip

@@ -142,39 +142,49 @@ class ShardWorker:
     def run(self, end: int) -> None:
         """Make updates until the log holds ``end`` records or the run is stopped.
 
-        ``group`` records per round trip; with ``depth`` 2 the next group is computed while
-        the last one travels (it misses that reply's records: they count in its staleness).
+        ``group`` records per round trip. With ``depth`` 2 a group travels while the worker
+        folds the last reply and computes the next group, so the round trip costs no time;
+        that group then misses the reply's records, which count in its staleness.
         """
+        group, depth = self.cfg["group"], self.cfg["depth"]
+        head, stopped = self.catch_up()
+        flight = ready = None  # the group travelling, and the one computed and not yet sent
+        while True:
+            if ready is None and not stopped and head < end and (flight is None or depth > 1):
+                ready = self._group(group)
+            if flight is None:
+                if ready is None:
+                    return
+                flight, ready = self._send(ready, end, self.applied), None
+                continue
+            answer, others, news, stopped = self._receive(flight)
+            flight = None
+            if ready is not None and answer != DONE:
+                flight, ready = self._send(ready, end, self.applied + len(news)), None
+            self._apply(news)  # while the group just sent travels
+            head = self.applied
+            if answer == DONE:
+                if ready is not None:
+                    self.retry[:0] = ready[0]  # drawn, never sent: the next run takes them first
+                return
+            if answer == FULL and not others:  # another shard must fold and snapshot before the log takes more
+                time.sleep(_IDLE)
+
+    def _send(self, ready, end: int, since: int):
+        batches, records, snapshot = ready
+        reference = self.log.append.remote(self.wid, records, snapshot, self.cfg["max_staleness"], end, since)
+        return reference, batches, records, since
+
+    def _receive(self, flight):
+        """(answer, the others' records, every new record in log order, stopped) of a group sent."""
         import ray
 
-        group, depth, tau = self.cfg["group"], self.cfg["depth"], self.cfg["max_staleness"]
-        head, stopped = self.catch_up()
-        flight = None  # (reply reference, batches sent, their records)
-        while True:
-            ready = None
-            if not stopped and head < end and (flight is None or depth > 1):
-                ready = self._group(group)
-            if flight is not None:
-                reference, sent, sent_records = flight
-                flight = None
-                accepted, answer, others, stopped = ray.get(reference)
-                first = self.applied + len(others)  # the log numbered this worker's accepted records from here
-                mine = [replace(r, seq=first + j) for j, r in enumerate(sent_records[:accepted])]
-                self._apply(others + mine)  # every record logged since the last reply, in log order
-                self.retry[:0] = sent[accepted:]  # refused (too stale, log full): computed again from newer state
-                head = self.applied
-                if answer == DONE:
-                    if ready is not None:
-                        self.retry[:0] = ready[0]  # drawn, never sent: the next run takes them first
-                    return
-                if answer == FULL and not others:  # another shard must fold and snapshot before the log takes more
-                    time.sleep(_IDLE)
-            if ready is None:
-                if stopped or head >= end:
-                    return
-                continue
-            batches, records, snapshot = ready
-            flight = (self.log.append.remote(self.wid, records, snapshot, tau, end, self.applied), batches, records)
+        reference, batches, records, since = flight
+        accepted, answer, others, stopped = ray.get(reference)
+        first = since + len(others)  # the log numbered this worker's accepted records from here
+        mine = [replace(r, seq=first + j) for j, r in enumerate(records[:accepted])]
+        self.retry[:0] = batches[accepted:]  # refused (too stale, log full): computed again from a newer state
+        return answer, others, others + mine, stopped
 
     def state(self):
         """(start, P columns, alpha columns, sampler state) after folding the whole log."""
