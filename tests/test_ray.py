@@ -32,6 +32,7 @@ def cluster():
                                                             "_system_config": _HEALTH})  # fmt: skip
     for _ in range(2):
         cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
     ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
     yield cluster
     ray.shutdown()
@@ -166,6 +167,25 @@ def test_a_ray_checkpoint_resumes_on_ray_and_on_threads(cluster, tmp_path):
     on_threads.run(40, log_every=0)
     assert on_threads.step_count == 100
     _assert_invariant(on_threads)
+
+
+def test_one_ray_worker_at_staleness_0_is_the_sequential_run_and_resumes_to_its_bits(cluster, tmp_path):
+    data, y = _task()
+    on_ray = _ray_trainer(1, tau=0, data=data, y=y, snapshot_every=16)
+    on_ray.run(60, log_every=30, checkpoint=tmp_path / "seq.ckpt")
+    on_ray._ray.close()
+    whole = KronSGD(TwoLayerNet(data.dims, width=96, seed=3), data, y, lr=0.3, batch_size=6, dtype=np.float64)
+    whole.run(60, log_every=30)
+    np.testing.assert_array_equal(on_ray.P, whole.P)  # same batches, same compute, same fold: same bits
+    np.testing.assert_array_equal(on_ray.alpha, whole.alpha)
+    whole.run(40, log_every=0)
+    for backend in ("threads", "ray"):
+        resumed = kronsgd.resume(tmp_path / "seq.ckpt", data, y, backend=backend)
+        resumed.run(40, log_every=0)
+        np.testing.assert_array_equal(resumed.P, whole.P)
+        np.testing.assert_array_equal(resumed.alpha, whole.alpha)
+        if resumed._ray is not None:
+            resumed._ray.close()
 
 
 def test_ray_settings_are_validated(cluster):

@@ -95,14 +95,15 @@ class RayEngine:
         depth = 2 if tau is None or tau >= 2 * group * workers else 1
         self.cfg = dict(cfg, lr=s.lr, max_staleness=tau, gram_bound=s.gram_bound, group=group, depth=depth,
                         snapshot_every=snapshot_every, base=self.base)  # fmt: skip
-        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=True)
+        self.here = ray.get_runtime_context().get_node_id()
+        here = NodeAffinitySchedulingStrategy(self.here, soft=False)
         alpha = None if restore is None else restore["alpha"]
         # the log lives beside the driver: losing it loses the run, losing a worker's node does not
         self.log = ray.remote(num_cpus=0, scheduling_strategy=here)(OrderingLog).remote(
             self.base, self.bounds, alpha, m, s.P.dtype.name, snapshot_every, log.records is not None
         )
-        # no CPU reservation (a finished run's actors would block the next run's start); spread over the nodes
-        self._worker_cls = ray.remote(num_cpus=0, scheduling_strategy="SPREAD")(ShardWorker)
+        # no CPU reservation: a finished run's actors would block the next run's start
+        self._worker_cls = ray.remote(num_cpus=0)(ShardWorker)
         self.refs = (ray.put(net_for_workers), ray.put(s.data), ray.put(s.y))
         self.incarnations = [0] * workers
         self.actors = [self._start(w, restore) for w in range(workers)]
@@ -129,7 +130,17 @@ class RayEngine:
             cols = slice(int(self.bounds[w]), int(self.bounds[w + 1]))
             states = restore.get("samplers")
             initial = (restore["P"][:, cols], restore["alpha"][:, cols], None if states is None else states[w])
-        return self._worker_cls.remote(w, self.bounds, *self.refs, self.cfg, self.log, self.incarnations[w], initial)
+        placed = self._worker_cls.options(scheduling_strategy=self._node_for(w))
+        return placed.remote(w, self.bounds, *self.refs, self.cfg, self.log, self.incarnations[w], initial)
+
+    def _node_for(self, w: int):
+        """Worker w's node: the live nodes in turn, the driver's last (it holds the log and gathers)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        others = sorted(node["NodeID"] for node in self.ray.nodes() if node["Alive"] and node["NodeID"] != self.here)
+        nodes = [*others, self.here]
+        # hard: a soft affinity does not move actors that reserve no CPU; a replacement asks again
+        return NodeAffinitySchedulingStrategy(nodes[w % len(nodes)], soft=False)
 
     def run_for(self, work, guard) -> None:
         """The driver's ``_advance``: ``work`` updates over all worker actors."""

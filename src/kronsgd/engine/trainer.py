@@ -86,6 +86,10 @@ class KronSGD(SGDLoop):
         Where the workers run: threads of this process (numba kernels release the GIL), or
         Ray actors, one per worker, each holding its shard of P and alpha and a copy of the
         factors, with an ordering actor holding the log (see the README's "Ray" section).
+        A Ray worker sends several updates per round trip, computed from one snapshot, and
+        computes the next ones while they travel: its updates are staler than on threads
+        (the history says how much); max_staleness bounds it, and 0 with one worker is the
+        sequential algorithm.
     ray_address : str, optional
         With backend="ray": the cluster to join, passed to ``ray.init(address=...)`` (e.g.
         "auto" or "ray://host:10001"); None starts a local Ray, or uses the one already
