@@ -5,7 +5,7 @@ columns of P and alpha, and holds the factors of all points. An ordering actor
 (ray_log.py) keeps the update log: records travel as ``Record`` objects (batch, fired rows,
 batch positions, coefficients) whose size depends on nnz only, never on d or n. Workers
 compute with the engine's one compute function and fold with its one fold; they send
-``group`` records per round trip and receive everything logged since their snapshot.
+``group`` records per round trip and receive the records the others logged meanwhile.
 
 The driver here starts the actors, runs them for a number of updates, replaces an actor
 that dies (at most ``max_restarts`` times per shard; the replacement rebuilds its columns
@@ -14,7 +14,8 @@ P and alpha into the trainer's arrays: all actors have stopped after their updat
 and folded the whole log, so what it gathers is one consistent state, the one a
 checkpoint writes.
 
-Only this module and the two above import Ray, and only when ``backend="ray"`` is asked for.
+Only this module and ray_worker.py import Ray (ray_log.py is plain Python run as an actor),
+and only when ``backend="ray"`` is asked for.
 """
 
 from __future__ import annotations
