@@ -146,13 +146,14 @@ def test_an_actor_that_always_dies_stops_the_run_after_max_restarts(cluster):
 
 def test_a_ray_checkpoint_resumes_on_ray_and_on_threads(cluster, tmp_path):
     data, y = _task()
-    trainer = _ray_trainer(2, tau=6, data=data, y=y, keep_log=True)
+    trainer = _ray_trainer(2, tau=6, data=data, y=y, keep_log=True, snapshot_every=7, max_restarts=2)
     path = tmp_path / "ray.ckpt"
     trainer.run(60, log_every=20, checkpoint=path, checkpoint_every=30)
     saved_P, saved_alpha = trainer.P.copy(), trainer.alpha.copy()
     trainer._ray.close()
     on_ray = kronsgd.resume(path, data, y)
     assert on_ray.backend == "ray" and on_ray.step_count == 60
+    assert (on_ray._ray.snapshot_every, on_ray._ray.max_restarts) == (7, 2)  # the saved run's settings
     # the actors start from the restored columns (P0 + alpha G would differ in the last bits)
     np.testing.assert_array_equal(on_ray.P, saved_P)
     np.testing.assert_array_equal(on_ray.alpha, saved_alpha)

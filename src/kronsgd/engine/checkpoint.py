@@ -74,6 +74,8 @@ def save_checkpoint(trainer, path) -> None:
             "keep_log": log.records is not None,
             "fired": trainer.fired_mode,
             "backend": trainer.backend,
+            "max_restarts": trainer.max_restarts,
+            "snapshot_every": trainer.snapshot_every,
         },
         "data": fingerprint(*trainer.data.factors),
         "targets": fingerprint(trainer.y),

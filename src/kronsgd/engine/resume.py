@@ -47,7 +47,8 @@ def resume(path, data, y, memory_budget=None, backend=None, ray_address=None):
         net, data, y, lr=tcfg["lr"], batch_size=tcfg["batch_size"], seed=tcfg["seed"], gram=tcfg["gram"],
         dtype=tcfg["dtype"], memory_budget=memory_budget, window=tcfg["window"], workers=tcfg["workers"],
         max_staleness=tcfg["max_staleness"], keep_log=tcfg["keep_log"], fired=fired,
-        backend=backend, ray_address=ray_address, _restore=restore,
+        backend=backend, ray_address=ray_address, max_restarts=tcfg.get("max_restarts", 3),
+        snapshot_every=tcfg.get("snapshot_every", "auto"), _restore=restore,
     )  # fmt: skip
     if fingerprint(*trainer.data.factors) != meta["data"]:
         raise FileFormatError(f"data differs from the training points of the run saved in {path}.")

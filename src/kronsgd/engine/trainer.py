@@ -159,6 +159,7 @@ class KronSGD(SGDLoop):
         max_restarts = check_int(max_restarts, "max_restarts", low=0)
         if snapshot_every != "auto":
             snapshot_every = check_int(snapshot_every, "snapshot_every", low=1)
+        self.max_restarts, self.snapshot_every = max_restarts, snapshot_every  # Ray's; kept by checkpoints
         m, n = self.net.width, self.n
         sizes = Sizes(m, n, self.batch_size, self.dtype, self.net.shift, workers)
         plan = plan_run(sizes, gram, window, fired, resolve_budget(memory_budget))
