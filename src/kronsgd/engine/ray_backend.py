@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from ..base.errors import KronsgdError, ValidationError
-from .ray_log import OrderingLog
+from .ray_log import OrderingLog, from_wire
 from .ray_worker import ShardWorker
 
 GROUP = 8  # the most records a worker sends per round trip
@@ -215,7 +215,8 @@ class RayEngine:
             s.P[:, start : start + P.shape[1]] = P
             s.alpha[:, start : start + P.shape[1]] = alpha
             self.samplers[w].rng.bit_generator.state = sampler_state
-        head, counters, staleness, records, self.peak, self.held, _ = ray.get(self.log.drain.remote())
+        head, counters, staleness, wire, self.peak, self.held, _ = ray.get(self.log.drain.remote())
+        records = [from_wire(t) for t in wire]
         log.staleness.extend(staleness)
         if log.records is not None:
             log.records.update((r.seq, r) for r in records)

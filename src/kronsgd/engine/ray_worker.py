@@ -27,7 +27,7 @@ from ..kernels import step as K
 from .fold import fold
 from .log import UpdateLog
 from .loop import divergence_error
-from .ray_log import DONE, FULL
+from .ray_log import DONE, FULL, from_wire, to_wire
 from .record import Buffers, Record, compute_update, to_record
 
 RING = 8  # records folded per pass: the window the thread engine finds best (their Gram rows stay in cache)
@@ -72,7 +72,8 @@ class ShardWorker:
         """P and alpha columns at the last complete snapshot T: P0 + alpha(T) · G[:, shard]; then (T, records since)."""
         import ray
 
-        point, shards, records = ray.get(self.log.recovery.remote())
+        point, shards, wire = ray.get(self.log.recovery.remote())
+        records = [from_wire(t) for t in wire]
         alpha = np.concatenate(shards, axis=1)  # (m, n) alpha of every point at T
         self.P = net.preactivations(self.shard, prepared=True, dtype=self.dtype)  # (m, n_w) P0
         if alpha.any():  # a fresh run starts at alpha = 0: P is P0
@@ -114,8 +115,8 @@ class ShardWorker:
     def catch_up(self):
         import ray
 
-        records, head, stopped = ray.get(self.log.fetch.remote(self.applied))
-        self._apply(records)
+        wire, head, stopped = ray.get(self.log.fetch.remote(self.applied))
+        self._apply([from_wire(t) for t in wire])
         return head, stopped
 
     # ---- compute: the engine's compute, from this worker's columns as folded -----------------
@@ -172,7 +173,8 @@ class ShardWorker:
 
     def _send(self, ready, end: int, since: int):
         batches, records, snapshot = ready
-        reference = self.log.append.remote(self.wid, records, snapshot, self.cfg["max_staleness"], end, since)
+        wire = [to_wire(r) for r in records]
+        reference = self.log.append.remote(self.wid, wire, snapshot, self.cfg["max_staleness"], end, since)
         return reference, batches, records, since
 
     def _receive(self, flight):
@@ -180,7 +182,8 @@ class ShardWorker:
         import ray
 
         reference, batches, records, since = flight
-        accepted, answer, others, stopped = ray.get(reference)
+        accepted, answer, wire, stopped = ray.get(reference)
+        others = [from_wire(t) for t in wire]
         first = since + len(others)  # the log numbered this worker's accepted records from here
         mine = [replace(r, seq=first + j) for j, r in enumerate(records[:accepted])]
         self.retry[:0] = batches[accepted:]  # refused (too stale, log full): computed again from a newer state
