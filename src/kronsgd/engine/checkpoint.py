@@ -69,6 +69,8 @@ def save_checkpoint(trainer, path) -> None:
             "delay": delay_spec(trainer.delay_spec),
             "staleness_lr": trainer.staleness_lr,
             "backend": trainer.backend,
+            "max_restarts": trainer.max_restarts,
+            "snapshot_every": trainer.snapshot_every,
         },
         "data": fingerprint(*trainer.data.factors),
         "targets": fingerprint(trainer.y),

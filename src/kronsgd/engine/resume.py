@@ -12,7 +12,7 @@ from .checkpoint import KIND, VERSION, fingerprint, unpack_records
 from .trainer import KronSGD
 
 
-def resume(path, data, y, memory_budget=None, delay=None):
+def resume(path, data, y, memory_budget=None, delay=None, backend=None, ray_address=None):
     """Rebuild the KronSGD run saved at ``path``; continue it with ``trainer.run(...)``.
 
     Parameters
@@ -26,6 +26,11 @@ def resume(path, data, y, memory_budget=None, delay=None):
     delay : optional
         The run's ``delay=`` when it was a callable (code is not stored); other delays are
         read from the file.
+    backend : {"threads", "ray"}, optional
+        Where to continue (default: where the run was saved). A run saved on Ray continues
+        on threads and the other way round, with the same shards of points.
+    ray_address : str, optional
+        With backend="ray": the cluster to join (see ``KronSGD``).
 
     Raises FileFormatError for a missing, damaged or foreign file and ValidationError when
     ``data`` or ``y`` differ from the run's.
@@ -36,13 +41,19 @@ def resume(path, data, y, memory_budget=None, delay=None):
     for b in range(cfg["prior_blocks"]):
         factors = [arrays[f"prior{b}_factor{l}"] for l in range(len(cfg["dims"]))]
         net.attach_support(KroneckerData(factors), arrays[f"prior{b}_alpha"])
-    restore = {"P": np.ascontiguousarray(arrays["P"]), "alpha": np.ascontiguousarray(arrays["alpha"])}
+    restore = {"P": np.ascontiguousarray(arrays["P"]), "alpha": np.ascontiguousarray(arrays["alpha"]),
+               "published": meta["published"], "samplers": meta["samplers"]}  # fmt: skip
+    backend = tcfg.get("backend", "threads") if backend is None else backend
+    fired = tcfg.get("fired", "auto")
+    if backend == "ray" and fired == "tree":  # Ray scans; the fired sets, and so the iterates, are the same
+        fired = "scan"
     trainer = KronSGD(
         net, data, y, lr=tcfg["lr"], batch_size=tcfg["batch_size"], seed=tcfg["seed"], gram=tcfg["gram"],
         dtype=tcfg["dtype"], memory_budget=memory_budget, window=tcfg["window"], workers=tcfg["workers"],
-        max_staleness=tcfg["max_staleness"], keep_log=tcfg["keep_log"], fired=tcfg.get("fired", "auto"),
+        max_staleness=tcfg["max_staleness"], keep_log=tcfg["keep_log"], fired=fired,
         delay=_delay(tcfg.get("delay"), delay, path), staleness_lr=tcfg.get("staleness_lr", "none"),
-        backend=tcfg.get("backend", "threads"), _restore=restore,
+        backend=backend, ray_address=ray_address, max_restarts=tcfg.get("max_restarts", 3),
+        snapshot_every=tcfg.get("snapshot_every", "auto"), _restore=restore,
     )  # fmt: skip
     if fingerprint(*trainer.data.factors) != meta["data"]:
         raise FileFormatError(f"data differs from the training points of the run saved in {path}.")

@@ -96,10 +96,23 @@ class KronSGD(SGDLoop):
     staleness_lr : {"none", "inverse"}, default "none"
         "inverse": an update computed τ updates late is applied with lr / (1 + τ) (Zhang et
         al., IJCAI 2016), the same way by ``delay``, threads and Ray; the history reports τ.
+        A Ray worker sends several updates per round trip, computed from one snapshot, and
+        computes the next ones while they travel: its updates are staler than on threads
+        (the history says how much); max_staleness bounds it, and 0 with one worker is the
+        sequential algorithm.
     ray_address : str, optional
         With backend="ray": the cluster to join, passed to ``ray.init(address=...)`` (e.g.
         "auto" or "ray://host:10001"); None starts a local Ray, or uses the one already
         initialised in this process.
+    max_restarts : int, default 3
+        With backend="ray": how many times a worker whose actor (or node) died is replaced
+        before the run stops with a KronsgdError. A replacement rebuilds its columns from
+        the last alpha snapshot and the records since; no update is lost or applied twice.
+    snapshot_every : int or "auto", default "auto"
+        With backend="ray": records between alpha snapshots. The ordering actor keeps at
+        most 2 × snapshot_every records whatever the length of the run (plus, with
+        keep_log=True, those the driver has not yet copied). "auto": as many records as
+        one shard's alpha holds bytes (the log then holds about two shards' alpha).
 
     Examples
     --------
@@ -134,6 +147,8 @@ class KronSGD(SGDLoop):
         ray_address=None,
         delay=None,
         staleness_lr="none",
+        max_restarts=3,
+        snapshot_every="auto",
         *,
         _restore=None,
     ):
@@ -164,6 +179,10 @@ class KronSGD(SGDLoop):
             if fired == "tree":
                 raise ValidationError("fired='tree' answers for P as folded; with delay= use fired='scan' or 'auto'.")
             fired = "scan"
+        max_restarts = check_int(max_restarts, "max_restarts", low=0)
+        if snapshot_every != "auto":
+            snapshot_every = check_int(snapshot_every, "snapshot_every", low=1)
+        self.max_restarts, self.snapshot_every = max_restarts, snapshot_every  # Ray's; kept by checkpoints
         m, n = self.net.width, self.n
         lag = 0 if self.delay is None else self.delay.cap + 1
         sizes = Sizes(m, n, self.batch_size, self.dtype, self.net.shift, workers, lag)
@@ -202,7 +221,9 @@ class KronSGD(SGDLoop):
         self._ray = None
         if self.backend == "ray":
             cfg = {"dtype": self.dtype.name, "gram": self.gram_mode, "batch_size": self.batch_size, "seed": self.seed}
-            self._ray = RayEngine(self.shared, self.log, cfg, net_for_workers, workers, ray_address)
+            self._ray = RayEngine(self.shared, self.log, cfg, net_for_workers, workers, ray_address,
+                                  samplers=[w.sampler for w in self.workers], restore=_restore,
+                                  max_restarts=max_restarts, snapshot_every=snapshot_every)  # fmt: skip
 
     @property
     def window_size(self) -> int:
@@ -307,8 +328,6 @@ class KronSGD(SGDLoop):
         }
 
     def _checkpoint_path(self, path):
-        if self._ray is not None:
-            raise ValidationError("checkpoints are written by the threads backend; the Ray backend has none yet.")
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise ValidationError(f"checkpoint must be a file path (str or Path). Got {path!r}.")
         return Path(path)
