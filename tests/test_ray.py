@@ -247,3 +247,23 @@ def test_a_node_killed_mid_run_is_survived_without_losing_or_doubling_an_update(
     _assert_invariant(trainer)
     _assert_alpha_is_the_log(trainer)
     trainer._ray.close()
+
+
+def test_ray_takes_the_staleness_aware_step_exactly(cluster):
+    """Each update s is the gradient at W_{s - τ_s} scaled by lr / (1 + τ_s), as a hand-written oracle has it."""
+    import naive
+
+    data, y = _task()
+    net = TwoLayerNet(data.dims, width=96, seed=3)
+    W = net.dense_weights()
+    trainer = KronSGD(net, data, y, lr=0.3, batch_size=6, dtype=np.float64, workers=2, backend="ray",
+                      staleness_lr="inverse", keep_log=True)  # fmt: skip
+    trainer.run(80, log_every=0)
+    records = trainer.records
+    assert [r.seq for r in records] == list(range(80)) and max(r.staleness for r in records) > 0
+    X, iterates = trainer.data.to_dense(), [W]
+    for s, r in enumerate(records):
+        grad = naive.batch_gradient(X, iterates[s - r.staleness], net.a, trainer.y, net.shift, r.batch)
+        iterates.append(iterates[-1] - 0.3 / (1 + r.staleness) * grad)
+    np.testing.assert_allclose(net.dense_weights(), iterates[-1], rtol=0, atol=1e-9 * np.abs(iterates[-1]).max())
+    trainer._ray.close()

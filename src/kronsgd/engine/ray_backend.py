@@ -96,7 +96,7 @@ class RayEngine:
         group = group if tau is None else max(1, min(group, (tau + 1) // (2 * workers)))
         depth = 2 if tau is None or tau >= 2 * group * workers else 1
         self.cfg = dict(cfg, lr=s.lr, max_staleness=tau, gram_bound=s.gram_bound, group=group, depth=depth,
-                        snapshot_every=snapshot_every, base=self.base)  # fmt: skip
+                        snapshot_every=snapshot_every, base=self.base, staleness_lr=s.staleness_lr)  # fmt: skip
         self.here = ray.get_runtime_context().get_node_id()
         here = NodeAffinitySchedulingStrategy(self.here, soft=False)
         alpha = None if restore is None else restore["alpha"]

@@ -20,9 +20,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from .delay import staleness_factor
 from .record import Record
 
 OK, STALE, FULL, DONE = "ok", "stale", "full", "done"  # what an append answers besides the records
+
+
+def scaled(coef: np.ndarray, rule: str, staleness: int) -> np.ndarray:
+    """A record's coefficients under the staleness-aware step (delay.staleness_factor), in their dtype."""
+    factor = staleness_factor(rule, staleness)
+    return coef if factor == 1.0 else coef * np.asarray(factor, dtype=coef.dtype)
 
 
 def to_wire(r: Record) -> tuple:
@@ -61,7 +68,7 @@ class OrderingLog:
         self.peak = 0  # the most records held at once
 
     # ---- the workers' calls ----------------------------------------------------------------
-    def append(self, worker: int, records: list, snapshot: int, max_staleness, end: int, since: int):
+    def append(self, worker: int, records: list, snapshot: int, max_staleness, end: int, since: int, rule="none"):
         """Log as many of ``records`` (computed from a state holding records < snapshot) as allowed.
 
         Record j gets sequence number head + j and staleness head + j - snapshot; the log
@@ -70,6 +77,8 @@ class OrderingLog:
         ``since`` .. head - 1 before this call, stopped): the worker's state holds those
         before ``since``, and it holds its own records (now head - accepted .. head - 1)
         already, so they do not travel back. The answer says why the rest was refused.
+        ``rule`` is the run's staleness_lr: "inverse" scales each record by 1 / (1 + staleness)
+        as it is numbered (``scaled``; the worker scales its own copies the same way).
         """
         others = self.since(since)  # logged by the others since this worker's last reply
         room = [len(records), end - self.head, self.complete + self.capacity - self.head]
@@ -78,6 +87,7 @@ class OrderingLog:
         accepted = 0 if self.stopped else max(0, min(room))
         for j in range(accepted):
             (_, _, _, batch, rows, owner, coef), seq = records[j], self.head + j  # records arrive in wire form
+            coef = scaled(coef, rule, seq - snapshot)
             self.records.append((seq, worker, seq - snapshot, batch, rows, owner, coef))
             self.staleness.append(seq - snapshot)
             c = self.counters

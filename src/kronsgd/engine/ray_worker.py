@@ -27,7 +27,7 @@ from ..kernels import step as K
 from .fold import fold
 from .log import UpdateLog
 from .loop import divergence_error
-from .ray_log import DONE, FULL, from_wire, to_wire
+from .ray_log import DONE, FULL, from_wire, scaled, to_wire
 from .record import Buffers, Record, compute_update, to_record
 
 RING = 8  # records folded per pass: the window the thread engine finds best (their Gram rows stay in cache)
@@ -174,18 +174,24 @@ class ShardWorker:
     def _send(self, ready, end: int, since: int):
         batches, records, snapshot = ready
         wire = [to_wire(r) for r in records]
-        reference = self.log.append.remote(self.wid, wire, snapshot, self.cfg["max_staleness"], end, since)
-        return reference, batches, records, since
+        reference = self.log.append.remote(
+            self.wid, wire, snapshot, self.cfg["max_staleness"], end, since, self.cfg["staleness_lr"]
+        )
+        return reference, batches, records, since, snapshot
 
     def _receive(self, flight):
         """(answer, the others' records, every new record in log order, stopped) of a group sent."""
         import ray
 
-        reference, batches, records, since = flight
+        reference, batches, records, since, snapshot = flight
         accepted, answer, wire, stopped = ray.get(reference)
         others = [from_wire(t) for t in wire]
         first = since + len(others)  # the log numbered this worker's accepted records from here
-        mine = [replace(r, seq=first + j) for j, r in enumerate(records[:accepted])]
+        rule = self.cfg["staleness_lr"]
+        mine = [
+            replace(r, seq=first + j, staleness=first + j - snapshot, coef=scaled(r.coef, rule, first + j - snapshot))
+            for j, r in enumerate(records[:accepted])
+        ]
         self.retry[:0] = batches[accepted:]  # refused (too stale, log full): computed again from a newer state
         return answer, others, others + mine, stopped
 
