@@ -109,6 +109,8 @@ def advise_solver(
     gemm64_rate: float | None = None,
     entry_seconds: float | None = None,
     budget: int | None = None,
+    steps: int | None = None,
+    choices: tuple[str, ...] = ("kernel", "sgd", "dense"),
 ) -> SolverAdvice:
     """Predict time and memory of the kernel limit, KronSGD and dense SGD, and pick one.
 
@@ -128,6 +130,11 @@ def advise_solver(
         float64 multiply-adds/s and seconds per NTK entry; measured (``kernel_rates``) if None.
     budget : int or None
         Bytes; None means half the free memory.
+    steps : int, optional
+        SGD steps of the run to predict; None means ``epochs`` passes (at least 500 steps).
+    choices : tuple of str, default ("kernel", "sgd", "dense")
+        The solvers the recommendation is taken from (all are estimated); ``kronsgd train``
+        runs "kernel" or "sgd" (dense SGD computes the same iterates as "sgd").
 
     Returns
     -------
@@ -149,7 +156,7 @@ def advise_solver(
     measured = kernel_rates() if gemm64_rate is None or entry_seconds is None else {}
     rate64 = measured["gemm64"] if gemm64_rate is None else gemm64_rate
     entry_seconds = measured["entry"] if entry_seconds is None else entry_seconds
-    steps = max(epochs * math.ceil(n / batch_size), 500)
+    steps = max(epochs * math.ceil(n / batch_size), 500) if steps is None else steps
 
     gram64 = n * n / 2 * (entry / rate64 + entry_seconds)
     solve = (_EIGH_GEMMS if alpha_auto else _CHOLESKY_GEMMS) * n**3 / rate64
@@ -180,9 +187,10 @@ def advise_solver(
         f"{steps:,} steps of {_seconds(dense_step_seconds)}",
     )
     estimates = (kernel, sgd, dense)
-    fitting = [e for e in estimates if e.fits]
+    eligible = [e for e in estimates if e.name in choices]
+    fitting = [e for e in eligible if e.fits]
     if not fitting:
-        best = min(estimates, key=lambda e: e.nbytes)
+        best = min(eligible, key=lambda e: e.nbytes)
         reason = "nothing fits the memory budget; this one needs the least"
     else:
         best = min(fitting, key=lambda e: e.seconds)
@@ -190,7 +198,7 @@ def advise_solver(
         reason = "the fastest that fits" + (
             f", {min(others, key=lambda e: e.seconds).seconds / best.seconds:.3g}x ahead of the next" if others else ""
         )
-        if not kernel.fits:
+        if not kernel.fits and "kernel" in choices:
             reason += f"; the kernel's n x n matrices ({format_bytes(kernel.nbytes)}) exceed the budget"
     return SolverAdvice(estimates, best.name, reason, budget)
 

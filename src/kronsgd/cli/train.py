@@ -14,6 +14,7 @@ from ..base.errors import DivergenceError, ValidationError
 from ..engine.trainer import KronSGD
 from ..model.net import TwoLayerNet
 from . import args as A
+from . import solver as solvers
 from .files import check_output_path, check_targets_for, load_points, load_targets, one_hot
 from .progress import TrainingProgress, progress_wanted
 
@@ -80,6 +81,7 @@ def add_parser(sub, formatter) -> None:
         choices=("auto", "scan", "tree"),
         help="find fired neurons by scanning, or with a max tree per point (faster for large width); the same bits",
     )
+    solvers.add_solver_options(p)
     g = p.add_argument_group("output")
     g.add_argument("--plot", metavar="PNG", help="write loss and fired-fraction plots to this .png")
     g.add_argument("--json", action="store_true", help="print the summary and history as JSON")
@@ -122,6 +124,9 @@ def run_train(args) -> int:
         check_output_path(args.plot, "--plot", (".png",))
     say = (lambda *_: None) if args.quiet or args.json else print
     points, y, source, labels = read_training_set(args)
+    choice = solvers.choose(args, points.data)
+    if choice.name == "kernel":
+        return solvers.run_kernel(args, points, y, labels, choice, _describe_points)
     data = points.data
     started = time.perf_counter()
     outputs = 1 if y.ndim == 1 else y.shape[1]
@@ -133,6 +138,7 @@ def run_train(args) -> int:
     )  # fmt: skip
     setup_seconds = time.perf_counter() - started
     say(_describe_points(args.data, points))  # after the trainer has accepted every option
+    say(choice.describe())
     say(
         f"  net: m = {net.width} neurons, {net.outputs} output(s), shift b = {net.shift:.4g}; lr {args.lr:g}, "
         f"batch {trainer.batch_size}, {args.dtype}, Gram {trainer.gram_mode}, fired by {trainer.fired_mode}, "
@@ -146,7 +152,7 @@ def run_train(args) -> int:
             trainer.run(args.steps, log_every=log_every, callback=bar)
     except DivergenceError as exc:
         raise DivergenceError(f"{exc} Nothing was written to {args.out}.") from None
-    summary = _summary(args, points, net, trainer, setup_seconds, labels)
+    summary = _summary(args, points, net, trainer, setup_seconds, labels) | choice.to_dict()
     net.save(args.out)
     if args.plot:
         from .plots import plot_training
