@@ -1,7 +1,8 @@
 """``kronsgd train``: read points and targets, train KronSGD with a progress bar, save the model.
 
 The command only converts files and options into library calls (``load_points``,
-``TwoLayerNet``, ``KronSGD.run``, ``net.save``) and reports what they return.
+``TwoLayerNet``, ``KronSGD.run``, ``net.save``) and reports what they return. ``--solver``
+(cli/solver.py) can run the net's kernel limit instead, or choose between the two.
 """
 
 from __future__ import annotations
