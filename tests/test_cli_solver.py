@@ -91,15 +91,24 @@ def test_auto_picks_the_kernel_at_small_n(files, capsys):
     assert isinstance(kronsgd.load(model), KernelModel)
 
 
-def test_auto_picks_sgd_when_the_kernels_matrices_exceed_the_budget(files, capsys):
-    kernel_bytes = 2 * 8 * N * N  # alpha auto: H and its eigenvectors
-    code, model = _train(files, "auto_budget", "--solver", "auto", "--memory-budget", str(kernel_bytes - 1))
+@pytest.mark.parametrize("short", [0, 1])
+def test_auto_picks_sgd_when_the_kernels_matrices_exceed_the_budget(files, capsys, short):
+    """At the kernel's predicted bytes it runs (the estimator accepts them); one byte less, KronSGD does."""
+    kernel_bytes = 16 * N * N + 8 * N * (2 * 29 + 2 * 29 + 32)  # H, its eigenvectors, 29 candidates' coefficients
+    budget = str(kernel_bytes - short)
+    small_net = ["--width", "64", "--batch", "8", "--steps", "1000"]  # fits the budget; slower than the kernel
+    code, model = _train(
+        files, f"auto_budget{short}", "--solver", "auto", "--memory-budget", budget, *small_net, fast=False
+    )
     assert code == 0
     s = _summary(capsys)
-    assert s["solver"] == "sgd" and "exceed the budget" in s["solver_reason"]
     kernel = next(e for e in s["solver_estimates"] if e["name"] == "kernel")
-    assert kernel["nbytes"] == kernel_bytes and kernel["fits"] is False
-    assert type(kronsgd.load(model)) is TwoLayerNet
+    assert kernel["nbytes"] == kernel_bytes and kernel["fits"] is not short
+    if short:
+        assert s["solver"] == "sgd" and "exceed the budget" in s["solver_reason"]
+        assert type(kronsgd.load(model)) is TwoLayerNet
+    else:
+        assert s["solver"] == "kernel" and isinstance(kronsgd.load(model), KernelModel)
 
 
 def test_auto_text_summary_names_the_solver_and_the_estimates(files, capsys):

@@ -257,7 +257,8 @@ def _step_cost(n: int, d: int, dims: tuple[int, ...], R: int, width: int, S: int
 
 
 def choose_solver(
-    n, dims, rank, *, width=1024, batch_size=32, steps=None, alpha_auto=True, budget=None, choices=("kernel", "sgd")
+    n, dims, rank, *, width=1024, batch_size=32, steps=None, alpha_auto=True, budget=None, choices=("kernel", "sgd"),
+    outputs=1,
 ):
     """Which of the solvers ``kronsgd train`` runs ("kernel" or "sgd") fits this data best.
 
@@ -278,7 +279,7 @@ def choose_solver(
     return advise_solver(
         n, dims, rank, width=width, batch_size=S, steps=steps, alpha_auto=alpha_auto, budget=budget,
         sgd_step_seconds=cost["structured"], dense_step_seconds=cost["dense"], gemm_rate=cost["rates"]["gemm"],
-        choices=tuple(choices),
+        choices=tuple(choices), outputs=outputs,
     )  # fmt: skip
 
 

@@ -36,6 +36,7 @@ from ..theory.orthant_table import orthant_table
 _EIGH_GEMMS = 5.0  # eigh with vectors ≈ 5 GEMMs of the same n (measured, 1 thread, n = 1,400: 0.8 s vs 0.19 s)
 _CHOLESKY_GEMMS = 1.0 / 3.0  # n³/3 multiply-adds at GEMM speed
 _RATES64: dict[str, float] = {}  # measured once per process
+ALPHA_CANDIDATES = 29  # KronNTK*'s alpha="auto" grid (estimators/ntk.py, ALPHA_GRID): its memory grows with it
 
 
 def kernel_rates() -> dict[str, float]:
@@ -111,6 +112,7 @@ def advise_solver(
     budget: int | None = None,
     steps: int | None = None,
     choices: tuple[str, ...] = ("kernel", "sgd", "dense"),
+    outputs: int = 1,
 ) -> SolverAdvice:
     """Predict time and memory of the kernel limit, KronSGD and dense SGD, and pick one.
 
@@ -135,6 +137,8 @@ def advise_solver(
     choices : tuple of str, default ("kernel", "sgd", "dense")
         The solvers the recommendation is taken from (all are estimated); ``kronsgd train``
         runs "kernel" or "sgd" (dense SGD computes the same iterates as "sgd").
+    outputs : int, default 1
+        Target columns C: the kernel keeps (n, C) coefficients per candidate α.
 
     Returns
     -------
@@ -160,11 +164,15 @@ def advise_solver(
 
     gram64 = n * n / 2 * (entry / rate64 + entry_seconds)
     solve = (_EIGH_GEMMS if alpha_auto else _CHOLESKY_GEMMS) * n**3 / rate64
+    # The least KronNTK*.fit accepts: H, and for alpha="auto" its eigenvectors (LAPACK's
+    # O(n)-workspace driver) with the coefficients of every candidate; else the solution.
+    A = ALPHA_CANDIDATES
+    kernel_bytes = 16 * n * n + 8 * n * (2 * A * outputs + 2 * A + 32) if alpha_auto else 8 * n * n + 16 * n * outputs
     kernel = SolverEstimate(
         "kernel",
         gram64 + solve,
-        8 * n * n * (2 if alpha_auto else 1),
-        8 * n * n * (2 if alpha_auto else 1) <= budget,
+        kernel_bytes,
+        kernel_bytes <= budget,
         f"kernel {_seconds(gram64)} + {'eigh' if alpha_auto else 'Cholesky'} {_seconds(solve)}",
     )
     # KronSGD keeps the Gram matrix when it takes at most GRAM_SHARE of the budget, else it

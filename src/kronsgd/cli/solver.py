@@ -86,8 +86,8 @@ class SolverChoice:
         return "\n".join(lines)
 
 
-def choose(args, data) -> SolverChoice:
-    """The solver ``train`` runs on ``data`` (a KroneckerData) for the parsed ``args``."""
+def choose(args, data, outputs: int = 1) -> SolverChoice:
+    """The solver ``train`` runs on ``data`` (a KroneckerData) with ``outputs`` target columns."""
     if args.solver != "auto":
         return SolverChoice(args.solver, f"--solver {args.solver}")
     # Without scikit-learn the kernel solves only a fixed --alpha; with --alpha auto it is not an option.
@@ -95,7 +95,7 @@ def choose(args, data) -> SolverChoice:
     advice = choose_solver(
         data.n, data.dims, data.rank, width=args.width, batch_size=args.batch, steps=args.steps,
         alpha_auto=args.alpha == "auto", budget=args.memory_budget,
-        choices=("kernel", "sgd") if kernel_ok else ("sgd",),
+        choices=("kernel", "sgd") if kernel_ok else ("sgd",), outputs=outputs,
     )  # fmt: skip
     reason = f"--solver auto, memory budget {format_bytes(advice.budget)}: {advice.reason}"
     if not kernel_ok:

@@ -125,7 +125,7 @@ def run_train(args) -> int:
         check_output_path(args.plot, "--plot", (".png",))
     say = (lambda *_: None) if args.quiet or args.json else print
     points, y, source, labels = read_training_set(args)
-    choice = solvers.choose(args, points.data)
+    choice = solvers.choose(args, points.data, 1 if y.ndim == 1 else y.shape[1])
     if choice.name == "kernel":
         return solvers.run_kernel(args, points, y, labels, choice, _describe_points)
     data = points.data
