@@ -165,3 +165,9 @@ def test_a_damaged_kernel_model_is_refused_naming_the_file(files, capsys):
     assert main(["predict", model, files["test"]]) == 2
     err = capsys.readouterr().err
     assert model in err and "kernel model" in err
+
+
+def test_the_memory_budget_also_bounds_kronsgd(files, capsys):
+    code, _ = _train(files, "sgd_budget", "--solver", "sgd", "--memory-budget", "1K")
+    assert code == 2
+    assert "above the memory budget of 1.0 KiB" in capsys.readouterr().err

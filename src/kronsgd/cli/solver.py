@@ -59,7 +59,8 @@ def add_solver_options(parser) -> None:
         "--memory-budget",
         default=None,
         type=byte_count,
-        help="bytes the kernel's n x n matrices may take, also used by --solver auto (default: half the free memory)",
+        help="bytes the large arrays may take (the kernel's n x n matrices, KronSGD's state and Gram matrix); "
+        "--solver auto chooses within it (default: half the free memory)",
     )
 
 

@@ -135,7 +135,7 @@ def run_train(args) -> int:
     net = TwoLayerNet(data.dims, width=args.width, outputs=outputs, shift=shift, seed=args.seed)
     trainer = KronSGD(
         net, data, y, lr=args.lr, batch_size=args.batch, seed=args.seed, gram=args.gram,
-        dtype=np.dtype(args.dtype), workers=args.workers, fired=args.fired,
+        dtype=np.dtype(args.dtype), workers=args.workers, fired=args.fired, memory_budget=args.memory_budget,
     )  # fmt: skip
     setup_seconds = time.perf_counter() - started
     say(_describe_points(args.data, points))  # after the trainer has accepted every option
