@@ -96,7 +96,8 @@ def test_auto_picks_sgd_when_the_kernels_matrices_exceed_the_budget(files, capsy
     """At the kernel's predicted bytes it runs (the estimator accepts them); one byte less, KronSGD does."""
     kernel_bytes = 16 * N * N + 8 * N * (2 * 29 + 2 * 29 + 32)  # H, its eigenvectors, 29 candidates' coefficients
     budget = str(kernel_bytes - short)
-    small_net = ["--width", "64", "--batch", "8", "--steps", "1000"]  # fits the budget; slower than the kernel
+    # A small net that fits the budget; with 20,000 steps it is predicted far slower than the kernel
+    small_net = ["--width", "64", "--batch", "8", "--steps", "100" if short else "20000"]
     code, model = _train(
         files, f"auto_budget{short}", "--solver", "auto", "--memory-budget", budget, *small_net, fast=False
     )
