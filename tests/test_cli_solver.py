@@ -107,6 +107,8 @@ def test_auto_picks_sgd_when_the_kernels_matrices_exceed_the_budget(files, capsy
     assert kernel["nbytes"] == kernel_bytes and kernel["fits"] is not short
     if short:
         assert s["solver"] == "sgd" and "exceed the budget" in s["solver_reason"]
+        sgd = next(e for e in s["solver_estimates"] if e["name"] == "sgd")  # KronSGD's own plan: as it ran
+        assert sgd["nbytes"] == 2 * 4 * 64 * N + (4 * N * N if s["gram"] == "precomputed" else 0)
         assert type(kronsgd.load(model)) is TwoLayerNet
     else:
         assert s["solver"] == "kernel" and isinstance(kronsgd.load(model), KernelModel)

@@ -9,10 +9,11 @@ import time
 
 import numpy as np
 
-from ..base.errors import ValidationError
+from ..base.errors import MemoryBudgetError, ValidationError
 from ..base.memory import GRAM_SHARE, format_bytes, resolve_budget
 from ..base.validation import check_int
 from ..data.structure import rank_for_energy, resolve, split
+from ..engine.plan import Sizes, plan_run
 from ..model.net import default_shift, fire_fraction
 from .solvers import SolverAdvice, advise_solver
 
@@ -240,8 +241,13 @@ def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32
     )
 
 
-def _step_cost(n: int, d: int, dims: tuple[int, ...], R: int, width: int, S: int, budget: int) -> dict:
-    """The cost model of ``inspect`` (its Notes): one step's time, dense and structured."""
+def _step_cost(
+    n: int, d: int, dims: tuple[int, ...], R: int, width: int, S: int, budget: int, gram: str | None = None
+) -> dict:
+    """The cost model of ``inspect`` (its Notes): one step's time, dense and structured.
+
+    ``gram`` is the trainer's Gram mode when known; None applies the rule of gram="auto".
+    """
     shift = default_shift(width)
     p = fire_fraction(shift)
     nnz = S * width * p
@@ -249,7 +255,8 @@ def _step_cost(n: int, d: int, dims: tuple[int, ...], R: int, width: int, S: int
     rates = machine_rates()
     dense = 2.0 * width * S * d / rates["gemm"]
     structured = rows * n * _ITEMSIZE * 2 / rates["bandwidth"] + nnz * n / rates["update"]
-    gram = "precomputed" if n * n * _ITEMSIZE <= GRAM_SHARE * budget else "on_the_fly"
+    if gram is None:
+        gram = "precomputed" if n * n * _ITEMSIZE <= GRAM_SHARE * budget else "on_the_fly"
     if gram == "on_the_fly":
         structured += S * n * R * R * sum(dims) / rates["gemm"]
     return {"shift": shift, "p": p, "nnz": nnz, "rows": rows, "rates": rates, "dense": dense,
@@ -258,14 +265,15 @@ def _step_cost(n: int, d: int, dims: tuple[int, ...], R: int, width: int, S: int
 
 def choose_solver(
     n, dims, rank, *, width=1024, batch_size=32, steps=None, alpha_auto=True, budget=None, choices=("kernel", "sgd"),
-    outputs=1,
+    outputs=1, dtype="float32", workers=1,
 ):
     """Which of the solvers ``kronsgd train`` runs ("kernel" or "sgd") fits this data best.
 
     The estimates of ``advise_solver`` for ``n`` points of factor dims ``dims`` and rank
     ``rank``, with this machine's rates and ``inspect``'s step-time model; the choice is the
     fastest of ``choices`` (the kernel and KronSGD) among those whose memory fits ``budget``
-    (bytes; None means half the free memory).
+    (bytes; None means half the free memory). KronSGD's memory and Gram mode are those its
+    own plan (``engine.plan.plan_run``) takes for ``dtype`` and ``workers`` within the budget.
 
     Returns
     -------
@@ -275,11 +283,19 @@ def choose_solver(
     budget = resolve_budget(budget)
     S = min(check_int(batch_size, "batch_size", low=1), n)
     width = check_int(width, "width", low=1)
-    cost = _step_cost(n, math.prod(dims), dims, rank, width, S, budget)
+    dtype = np.dtype(dtype)
+    sizes = Sizes(width, n, S, dtype, default_shift(width), check_int(workers, "workers", low=1))
+    try:
+        gram = plan_run(sizes, "auto", "auto", "scan", budget).gram
+        fits = True
+    except MemoryBudgetError:  # not even P and alpha fit: the advice says so
+        gram, fits = "on_the_fly", False
+    sgd_bytes = 2 * dtype.itemsize * width * n + (dtype.itemsize * n * n if gram == "precomputed" else 0)
+    cost = _step_cost(n, math.prod(dims), dims, rank, width, S, budget, gram)
     return advise_solver(
         n, dims, rank, width=width, batch_size=S, steps=steps, alpha_auto=alpha_auto, budget=budget,
         sgd_step_seconds=cost["structured"], dense_step_seconds=cost["dense"], gemm_rate=cost["rates"]["gemm"],
-        choices=tuple(choices), outputs=outputs,
+        choices=tuple(choices), outputs=outputs, sgd_plan=(gram, sgd_bytes, fits),
     )  # fmt: skip
 
 

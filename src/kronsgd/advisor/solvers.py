@@ -113,6 +113,7 @@ def advise_solver(
     steps: int | None = None,
     choices: tuple[str, ...] = ("kernel", "sgd", "dense"),
     outputs: int = 1,
+    sgd_plan: tuple[str, int, bool] | None = None,
 ) -> SolverAdvice:
     """Predict time and memory of the kernel limit, KronSGD and dense SGD, and pick one.
 
@@ -139,6 +140,9 @@ def advise_solver(
         runs "kernel" or "sgd" (dense SGD computes the same iterates as "sgd").
     outputs : int, default 1
         Target columns C: the kernel keeps (n, C) coefficients per candidate α.
+    sgd_plan : (gram mode, bytes, fits), optional
+        KronSGD's own plan for this run (``engine.plan.plan_run``), used instead of the rule
+        below: "precomputed" or "on_the_fly", the bytes of its state and whether they fit.
 
     Returns
     -------
@@ -178,12 +182,16 @@ def advise_solver(
     # KronSGD keeps the Gram matrix when it takes at most GRAM_SHARE of the budget, else it
     # computes the batch's rows every step (then inside ``sgd_step_seconds``).
     gram_bytes = 4 * n * n if 4 * n * n <= GRAM_SHARE * budget else 0
+    sgd_bytes, sgd_fits = 2 * 4 * width * n + gram_bytes, 2 * 4 * width * n + gram_bytes <= budget
+    if sgd_plan is not None:
+        gram_bytes = n * n if sgd_plan[0] == "precomputed" else 0  # only its truth value is used below
+        sgd_bytes, sgd_fits = sgd_plan[1], sgd_plan[2]
     setup = (n * n / 2 * entry if gram_bytes else 0) / gemm_rate + width * n * d / gemm_rate
     sgd = SolverEstimate(
         "sgd",
         setup + steps * sgd_step_seconds,
-        2 * 4 * width * n + gram_bytes,
-        2 * 4 * width * n + gram_bytes <= budget,
+        sgd_bytes,
+        sgd_fits,
         f"set-up {_seconds(setup)} + {steps:,} steps of {_seconds(sgd_step_seconds)} (m = {width})",
     )
     dense_bytes = 4 * width * d + 4 * n * d

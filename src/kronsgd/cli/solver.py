@@ -96,7 +96,8 @@ def choose(args, data, outputs: int = 1) -> SolverChoice:
     advice = choose_solver(
         data.n, data.dims, data.rank, width=args.width, batch_size=args.batch, steps=args.steps,
         alpha_auto=args.alpha == "auto", budget=args.memory_budget,
-        choices=("kernel", "sgd") if kernel_ok else ("sgd",), outputs=outputs,
+        choices=("kernel", "sgd") if kernel_ok else ("sgd",), outputs=outputs, dtype=args.dtype,
+        workers=args.workers,
     )  # fmt: skip
     reason = f"--solver auto, memory budget {format_bytes(advice.budget)}: {advice.reason}"
     if not kernel_ok:
