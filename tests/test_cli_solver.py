@@ -174,3 +174,16 @@ def test_the_memory_budget_also_bounds_kronsgd(files, capsys):
     code, _ = _train(files, "sgd_budget", "--solver", "sgd", "--memory-budget", "1K")
     assert code == 2
     assert "above the memory budget of 1.0 KiB" in capsys.readouterr().err
+
+
+def test_predict_writes_and_prints_a_kernel_classifiers_string_labels(files, capsys):
+    words = np.array(["low", "mid", "high"])[files["label_values"] // 2]  # (N,)
+    model = str(files["dir"] / "words.npz")
+    KronNTKClassifier(alpha=1e-3).fit(files["train_f"], words).kernel_model_.save(model)
+    expected = kronsgd.load(model).predict_labels(KroneckerData(files["test_f"]))  # (20,) of str
+    out = str(files["dir"] / "words.csv")
+    assert main(["predict", model, files["test"], "--classify", "--out", out]) == 0
+    assert np.loadtxt(out, dtype=str).tolist() == expected.tolist()
+    capsys.readouterr()
+    assert main(["predict", model, files["test"], "--classify"]) == 0
+    assert capsys.readouterr().out.split() == expected.tolist()

@@ -123,4 +123,4 @@ def _error_on(y, outputs: np.ndarray, labels, args) -> dict:
 
 
 def _number(value) -> str:
-    return str(value) if isinstance(value, (int, np.integer)) else f"{value:.10g}"
+    return str(value) if isinstance(value, (int, np.integer, str)) else f"{value:.10g}"
