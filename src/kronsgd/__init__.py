@@ -19,8 +19,9 @@ from .data.kronecker import KroneckerData
 from .engine.dense import DenseSGD
 from .engine.resume import resume
 from .engine.trainer import KronSGD
-from .model.load import load
 from .model.net import TwoLayerNet
+from .theory.kernel_model import KernelModel
+from .theory.load import load
 
 __all__ = [
     "DenseSGD",
@@ -28,6 +29,7 @@ __all__ = [
     "FileFormatError",
     "KronSGD",
     "KroneckerData",
+    "KernelModel",
     "KronsgdError",
     "MemoryBudgetError",
     "MissingDependencyError",

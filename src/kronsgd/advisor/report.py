@@ -9,10 +9,11 @@ import time
 
 import numpy as np
 
-from ..base.errors import ValidationError
+from ..base.errors import MemoryBudgetError, ValidationError
 from ..base.memory import GRAM_SHARE, format_bytes, resolve_budget
 from ..base.validation import check_int
 from ..data.structure import rank_for_energy, resolve, split
+from ..engine.plan import Sizes, plan_run
 from ..model.net import default_shift, fire_fraction
 from .costs import draw_rate, job_costs, job_lines
 from .solvers import SolverAdvice, advise_solver
@@ -208,16 +209,9 @@ def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32
     R = math.prod(result.level_ranks)
 
     S = min(batch_size, n)
-    shift = default_shift(width)
-    p = fire_fraction(shift)
-    nnz = S * width * p
-    rows = width * (1.0 - (1.0 - p) ** S)
-    rates = machine_rates()
-    dense_seconds = 2.0 * width * S * d / rates["gemm"]
-    structured = rows * n * _ITEMSIZE * 2 / rates["bandwidth"] + nnz * n / rates["update"]
-    gram = "precomputed" if n * n * _ITEMSIZE <= GRAM_SHARE * resolve_budget(None) else "on_the_fly"
-    if gram == "on_the_fly":
-        structured += S * n * R * R * sum(dims) / rates["gemm"]
+    cost = _step_cost(n, d, tuple(dims), R, width, S, resolve_budget(None))
+    shift, p, nnz, rows, rates = cost["shift"], cost["p"], cost["nnz"], cost["rows"], cost["rates"]
+    dense_seconds, structured, gram = cost["dense"], cost["structured"], cost["gram"]
     return StructureReport(
         shape=tuple(dims),
         rank=R,
@@ -259,6 +253,64 @@ def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32
             n, dims, R, width, S, steps, structured, {"gemm": rates["gemm"], "draw": draw_rate()}, resolve_budget(None)
         ),
     )
+
+
+def _step_cost(
+    n: int, d: int, dims: tuple[int, ...], R: int, width: int, S: int, budget: int, gram: str | None = None
+) -> dict:
+    """The cost model of ``inspect`` (its Notes): one step's time, dense and structured.
+
+    ``gram`` is the trainer's Gram mode when known; None applies the rule of gram="auto".
+    """
+    shift = default_shift(width)
+    p = fire_fraction(shift)
+    nnz = S * width * p
+    rows = width * (1.0 - (1.0 - p) ** S)
+    rates = machine_rates()
+    dense = 2.0 * width * S * d / rates["gemm"]
+    structured = rows * n * _ITEMSIZE * 2 / rates["bandwidth"] + nnz * n / rates["update"]
+    if gram is None:
+        gram = "precomputed" if n * n * _ITEMSIZE <= GRAM_SHARE * budget else "on_the_fly"
+    if gram == "on_the_fly":
+        structured += S * n * R * R * sum(dims) / rates["gemm"]
+    return {"shift": shift, "p": p, "nnz": nnz, "rows": rows, "rates": rates, "dense": dense,
+            "structured": structured, "gram": gram}  # fmt: skip
+
+
+def choose_solver(
+    n, dims, rank, *, width=1024, batch_size=32, steps=None, alpha_auto=True, budget=None, choices=("kernel", "sgd"),
+    outputs=1, dtype="float32", workers=1,
+):
+    """Which of the solvers ``kronsgd train`` runs ("kernel" or "sgd") fits this data best.
+
+    The estimates of ``advise_solver`` for ``n`` points of factor dims ``dims`` and rank
+    ``rank``, with this machine's rates and ``inspect``'s step-time model; the choice is the
+    fastest of ``choices`` (the kernel and KronSGD) among those whose memory fits ``budget``
+    (bytes; None means half the free memory). KronSGD's memory and Gram mode are those its
+    own plan (``engine.plan.plan_run``) takes for ``dtype`` and ``workers`` within the budget.
+
+    Returns
+    -------
+    SolverAdvice
+    """
+    dims = tuple(int(v) for v in dims)
+    budget = resolve_budget(budget)
+    S = min(check_int(batch_size, "batch_size", low=1), n)
+    width = check_int(width, "width", low=1)
+    dtype = np.dtype(dtype)
+    sizes = Sizes(width, n, S, dtype, default_shift(width), check_int(workers, "workers", low=1))
+    try:
+        gram = plan_run(sizes, "auto", "auto", "scan", budget).gram
+        fits = True
+    except MemoryBudgetError:  # not even P and alpha fit: the advice says so
+        gram, fits = "on_the_fly", False
+    sgd_bytes = 2 * dtype.itemsize * width * n + (dtype.itemsize * n * n if gram == "precomputed" else 0)
+    cost = _step_cost(n, math.prod(dims), dims, rank, width, S, budget, gram)
+    return advise_solver(
+        n, dims, rank, width=width, batch_size=S, steps=steps, alpha_auto=alpha_auto, budget=budget,
+        sgd_step_seconds=cost["structured"], dense_step_seconds=cost["dense"], gemm_rate=cost["rates"]["gemm"],
+        choices=tuple(choices), outputs=outputs, sgd_plan=(gram, sgd_bytes, fits),
+    )  # fmt: skip
 
 
 def load_samples(path: str, key: str | None = None) -> np.ndarray:

@@ -36,6 +36,7 @@ from ..theory.orthant_table import orthant_table
 _EIGH_GEMMS = 5.0  # eigh with vectors ≈ 5 GEMMs of the same n (measured, 1 thread, n = 1,400: 0.8 s vs 0.19 s)
 _CHOLESKY_GEMMS = 1.0 / 3.0  # n³/3 multiply-adds at GEMM speed
 _RATES64: dict[str, float] = {}  # measured once per process
+ALPHA_CANDIDATES = 29  # KronNTK*'s alpha="auto" grid (estimators/ntk.py, ALPHA_GRID): its memory grows with it
 
 
 def kernel_rates() -> dict[str, float]:
@@ -109,6 +110,10 @@ def advise_solver(
     gemm64_rate: float | None = None,
     entry_seconds: float | None = None,
     budget: int | None = None,
+    steps: int | None = None,
+    choices: tuple[str, ...] = ("kernel", "sgd", "dense"),
+    outputs: int = 1,
+    sgd_plan: tuple[str, int, bool] | None = None,
 ) -> SolverAdvice:
     """Predict time and memory of the kernel limit, KronSGD and dense SGD, and pick one.
 
@@ -128,6 +133,16 @@ def advise_solver(
         float64 multiply-adds/s and seconds per NTK entry; measured (``kernel_rates``) if None.
     budget : int or None
         Bytes; None means half the free memory.
+    steps : int, optional
+        SGD steps of the run to predict; None means ``epochs`` passes (at least 500 steps).
+    choices : tuple of str, default ("kernel", "sgd", "dense")
+        The solvers the recommendation is taken from (all are estimated); ``kronsgd train``
+        runs "kernel" or "sgd" (dense SGD computes the same iterates as "sgd").
+    outputs : int, default 1
+        Target columns C: the kernel keeps (n, C) coefficients per candidate α.
+    sgd_plan : (gram mode, bytes, fits), optional
+        KronSGD's own plan for this run (``engine.plan.plan_run``), used instead of the rule
+        below: "precomputed" or "on_the_fly", the bytes of its state and whether they fit.
 
     Returns
     -------
@@ -149,26 +164,34 @@ def advise_solver(
     measured = kernel_rates() if gemm64_rate is None or entry_seconds is None else {}
     rate64 = measured["gemm64"] if gemm64_rate is None else gemm64_rate
     entry_seconds = measured["entry"] if entry_seconds is None else entry_seconds
-    steps = max(epochs * math.ceil(n / batch_size), 500)
+    steps = max(epochs * math.ceil(n / batch_size), 500) if steps is None else steps
 
     gram64 = n * n / 2 * (entry / rate64 + entry_seconds)
     solve = (_EIGH_GEMMS if alpha_auto else _CHOLESKY_GEMMS) * n**3 / rate64
+    # The least KronNTK*.fit accepts: H, and for alpha="auto" its eigenvectors (LAPACK's
+    # O(n)-workspace driver) with the coefficients of every candidate; else the solution.
+    A = ALPHA_CANDIDATES
+    kernel_bytes = 16 * n * n + 8 * n * (2 * A * outputs + 2 * A + 32) if alpha_auto else 8 * n * n + 16 * n * outputs
     kernel = SolverEstimate(
         "kernel",
         gram64 + solve,
-        8 * n * n * (2 if alpha_auto else 1),
-        8 * n * n * (2 if alpha_auto else 1) <= budget,
+        kernel_bytes,
+        kernel_bytes <= budget,
         f"kernel {_seconds(gram64)} + {'eigh' if alpha_auto else 'Cholesky'} {_seconds(solve)}",
     )
     # KronSGD keeps the Gram matrix when it takes at most GRAM_SHARE of the budget, else it
     # computes the batch's rows every step (then inside ``sgd_step_seconds``).
     gram_bytes = 4 * n * n if 4 * n * n <= GRAM_SHARE * budget else 0
+    sgd_bytes, sgd_fits = 2 * 4 * width * n + gram_bytes, 2 * 4 * width * n + gram_bytes <= budget
+    if sgd_plan is not None:
+        gram_bytes = n * n if sgd_plan[0] == "precomputed" else 0  # only its truth value is used below
+        sgd_bytes, sgd_fits = sgd_plan[1], sgd_plan[2]
     setup = (n * n / 2 * entry if gram_bytes else 0) / gemm_rate + width * n * d / gemm_rate
     sgd = SolverEstimate(
         "sgd",
         setup + steps * sgd_step_seconds,
-        2 * 4 * width * n + gram_bytes,
-        2 * 4 * width * n + gram_bytes <= budget,
+        sgd_bytes,
+        sgd_fits,
         f"set-up {_seconds(setup)} + {steps:,} steps of {_seconds(sgd_step_seconds)} (m = {width})",
     )
     dense_bytes = 4 * width * d + 4 * n * d
@@ -180,9 +203,10 @@ def advise_solver(
         f"{steps:,} steps of {_seconds(dense_step_seconds)}",
     )
     estimates = (kernel, sgd, dense)
-    fitting = [e for e in estimates if e.fits]
+    eligible = [e for e in estimates if e.name in choices]
+    fitting = [e for e in eligible if e.fits]
     if not fitting:
-        best = min(estimates, key=lambda e: e.nbytes)
+        best = min(eligible, key=lambda e: e.nbytes)
         reason = "nothing fits the memory budget; this one needs the least"
     else:
         best = min(fitting, key=lambda e: e.seconds)
@@ -190,7 +214,7 @@ def advise_solver(
         reason = "the fastest that fits" + (
             f", {min(others, key=lambda e: e.seconds).seconds / best.seconds:.3g}x ahead of the next" if others else ""
         )
-        if not kernel.fits:
+        if not kernel.fits and "kernel" in choices:
             reason += f"; the kernel's n x n matrices ({format_bytes(kernel.nbytes)}) exceed the budget"
     return SolverAdvice(estimates, best.name, reason, budget)
 

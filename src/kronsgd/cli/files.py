@@ -218,7 +218,8 @@ def write_predictions(path: str, values: np.ndarray) -> None:
         np.save(path, values)
     else:
         integers = np.issubdtype(values.dtype, np.integer)
-        np.savetxt(path, values, delimiter=",", fmt="%d" if integers else "%.17g")
+        text = values.dtype.kind in "US"  # a kernel classifier's string labels
+        np.savetxt(path, values, delimiter=",", fmt="%d" if integers else "%s" if text else "%.17g")
 
 
 def check_output_path(path: str, option: str, suffixes: tuple[str, ...]) -> None:

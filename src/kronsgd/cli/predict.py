@@ -5,7 +5,9 @@ smallest rank that discards only rounding (at most 1e-20 of Σ||x||², a relativ
 about 1e-10), which is the full rank min(d1, d2) for data without structure. The outputs
 depend on a point only through the pre-activations <w_r, x>, which are the same for every
 exact factorization of x, so they equal the outputs on the dense input; only the cost
-(O(m · n · d · R) for the initial weights' part) grows with the rank R.
+(O(m · n · d · R) for the initial weights' part) grows with the rank R. A kernel model
+(``kronsgd train --solver kernel``) depends on a point only through its inner products with
+the training points, which are likewise the same for every exact factorization.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def add_parser(sub, formatter) -> None:
         "predict",
         help="outputs of a saved model on the points of a .npz file",
         description=(
-            "Load MODEL (written by 'kronsgd train' or TwoLayerNet.save) and predict on DATA: factors "
+            "Load MODEL (written by 'kronsgd train' with either solver, TwoLayerNet.save or KernelModel.save) and "
+            "predict on DATA: factors "
             "factor_0, factor_1, ... or a dense X, which is factored exactly in the model's dims (the smallest "
             "rank that loses only rounding), so predictions equal those on the dense points. If DATA holds y, "
             "the error on it is reported."
@@ -37,7 +40,11 @@ def add_parser(sub, formatter) -> None:
     p.add_argument("model", metavar="MODEL.npz", help="a saved model")
     p.add_argument("data", metavar="DATA", help=".npz with X or factor_0, factor_1, ... (a .npy is read as X)")
     p.add_argument("--out", metavar="FILE", help="write predictions to FILE.npy or FILE.csv (default: print them)")
-    p.add_argument("--classify", action="store_true", help="output the class label argmax_c f_c(x) per point")
+    p.add_argument(
+        "--classify",
+        action="store_true",
+        help="output the class label argmax_c f_c(x) per point (a kernel classifier: its own labels)",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON report (with the predictions when no --out)")
     p.set_defaults(handler=run_predict)
 
@@ -68,10 +75,12 @@ def run_predict(args) -> int:
         outputs = net.predict(points.data)  # (n,) or (n, C)
     except KronsgdError as exc:
         raise ValidationError(f"DATA {args.data!r}: {exc}") from None
-    result = np.argmax(outputs, axis=1) if args.classify else outputs
+    labels = _labels(net, outputs)  # (n,) or None for one output
+    result = labels if args.classify else outputs
     report = {"model": args.model, "data": points.describe(), "outputs": net.outputs, "out": args.out}
+    report["kind"] = type(net).__name__
     if points.y is not None:
-        report.update(_error_on(points.y, outputs, args))
+        report.update(_error_on(points.y, outputs, labels, args))
     if args.out:
         write_predictions(args.out, result)
     if args.json:
@@ -91,18 +100,27 @@ def run_predict(args) -> int:
     return 0
 
 
-def _error_on(y, outputs: np.ndarray, args) -> dict:
+def _labels(model, outputs: np.ndarray):
+    """argmax_c f_c(x) per point (n,), as the class labels of a kernel classifier's columns; None for one output."""
+    if outputs.ndim != 2 or outputs.shape[1] < 2:
+        return None
+    best = np.argmax(outputs, axis=1)  # (n,)
+    classes = getattr(model, "classes", None)  # a kernel classifier's label per output column
+    return best if classes is None else classes[best]
+
+
+def _error_on(y, outputs: np.ndarray, labels, args) -> dict:
     """Accuracy (labels y against argmax of C >= 2 outputs) or RMSE against DATA's stored y.
 
     A y of another shape is not an error (prediction does not need it): it is noted instead.
     """
     y = check_targets_for(y, outputs.shape[0], f"DATA {args.data!r} (array y)")
-    if outputs.ndim == 2 and y.ndim == 1:
-        return {"accuracy": float(np.mean(np.argmax(outputs, axis=1) == y))}
+    if labels is not None and y.ndim == 1:
+        return {"accuracy": float(np.mean(labels == y))}
     if y.shape == outputs.shape:
         return {"rmse": float(np.sqrt(np.mean((outputs - y) ** 2)))}
     return {"note": f"y in DATA ignored: shape {y.shape} does not match the outputs {outputs.shape}"}
 
 
 def _number(value) -> str:
-    return str(value) if isinstance(value, (int, np.integer)) else f"{value:.10g}"
+    return str(value) if isinstance(value, (int, np.integer, str)) else f"{value:.10g}"

@@ -1,7 +1,8 @@
 """``kronsgd train``: read points and targets, train KronSGD with a progress bar, save the model.
 
 The command only converts files and options into library calls (``load_points``,
-``TwoLayerNet``, ``KronSGD.run``, ``net.save``) and reports what they return.
+``TwoLayerNet``, ``KronSGD.run``, ``net.save``) and reports what they return. ``--solver``
+(cli/solver.py) can run the net's kernel limit instead, or choose between the two.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ..base.errors import DivergenceError, ValidationError
 from ..engine.trainer import KronSGD
 from ..model.net import TwoLayerNet
 from . import args as A
+from . import solver as solvers
 from .files import check_output_path, check_targets_for, load_points, load_targets, one_hot
 from .progress import TrainingProgress, progress_wanted
 
@@ -89,6 +91,7 @@ def add_parser(sub, formatter) -> None:
         choices=("auto", "scan", "tree"),
         help="find fired neurons by scanning, or with a max tree per point (faster for large width); the same bits",
     )
+    solvers.add_solver_options(p)
     g = p.add_argument_group("output")
     g.add_argument("--plot", metavar="PNG", help="write loss and fired-fraction plots to this .png")
     g.add_argument("--json", action="store_true", help="print the summary and history as JSON")
@@ -133,6 +136,9 @@ def run_train(args) -> int:
         check_output_path(args.plot, "--plot", (".png",))
     say = (lambda *_: None) if args.quiet or args.json else print
     points, y, source, labels = read_training_set(args)
+    choice = solvers.choose(args, points.data, 1 if y.ndim == 1 else y.shape[1])
+    if choice.name == "kernel":
+        return solvers.run_kernel(args, points, y, labels, choice, _describe_points)
     data = points.data
     started = time.perf_counter()
     outputs = 1 if y.ndim == 1 else y.shape[1]
@@ -143,10 +149,11 @@ def run_train(args) -> int:
     )  # fmt: skip
     trainer = KronSGD(
         net, data, y, lr=args.lr, batch_size=args.batch, seed=args.seed, gram=args.gram,
-        dtype=np.dtype(args.dtype), workers=args.workers, fired=args.fired,
+        dtype=np.dtype(args.dtype), workers=args.workers, fired=args.fired, memory_budget=args.memory_budget,
     )  # fmt: skip
     setup_seconds = time.perf_counter() - started
     say(_describe_points(args.data, points))  # after the trainer has accepted every option
+    say(choice.describe())
     say(
         f"  net: m = {net.width} neurons, {net.outputs} output(s), shift b = {net.shift:.4g}, {_init_text(net)}; "
         f"lr {args.lr:g}, "
@@ -161,7 +168,7 @@ def run_train(args) -> int:
             trainer.run(args.steps, log_every=log_every, callback=bar)
     except DivergenceError as exc:
         raise DivergenceError(f"{exc} Nothing was written to {args.out}.") from None
-    summary = _summary(args, points, net, trainer, setup_seconds, labels)
+    summary = _summary(args, points, net, trainer, setup_seconds, labels) | choice.to_dict()
     net.save(args.out)
     if args.plot:
         from .plots import plot_training

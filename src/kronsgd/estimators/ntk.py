@@ -19,8 +19,8 @@ from sklearn.utils.validation import check_is_fitted
 from ..base.errors import ValidationError
 from ..base.memory import require, resolve_budget
 from ..model.net import default_shift, fire_fraction
-from ..theory.gram import BLOCK_BYTES
-from ..theory.ntk import ntk_cross, ntk_gram
+from ..theory.kernel_model import KernelModel, kernel_outputs
+from ..theory.ntk import ntk_gram
 from .inputs import StructuredInputs, _checked
 from .kernel_ridge import cholesky_solve, eigen_bytes, ridge_path
 
@@ -138,15 +138,15 @@ class KronNTKBase(StructuredInputs, BaseEstimator):
         """Kernel predictions (n, C) in training units; a zero point gives 0 (H(0, x) = 0)."""
         check_is_fitted(self, "dual_coef_")
         data, _ = self._structure(X, reset=False)
-        out = np.zeros((data.n, self.dual_coef_.shape[1]))  # (n, C)
-        keep = np.flatnonzero(data.norms() > 0)  # (k,)
-        rows = max(1, BLOCK_BYTES // (8 * self.X_fit_.n))  # one (rows, n_train) kernel block at a time
-        for start in range(0, keep.size, rows):
-            chunk = data[keep[start : start + rows]]
-            self._check_norms(chunk, "X")
-            kernel = ntk_cross(chunk, self.X_fit_, self.shift_, normalize=bool(self.normalize))  # (rows, n_train)
-            out[keep[start : start + rows]] = kernel @ self.dual_coef_  # (rows, C)
-        return out
+        return kernel_outputs(data, self.X_fit_, self.dual_coef_, self.shift_, bool(self.normalize))  # (n, C)
+
+    @property
+    def kernel_model_(self) -> KernelModel:
+        """The fitted model as a ``KernelModel``: predicts, saves (``.save(path)``) and loads without
+        scikit-learn, on factors of the fitted ``factor_shape_``."""
+        check_is_fitted(self, "dual_coef_")
+        return KernelModel(self.X_fit_, self.dual_coef_, shift=self.shift_, normalize=bool(self.normalize),
+                           alpha=self.alpha_, **self._model_outputs())  # fmt: skip
 
     def _check_norms(self, data, name: str) -> None:
         """Without normalize, inner products of points beyond float64's range have no kernel."""
@@ -200,6 +200,9 @@ _ATTRIBUTES = """
         c of (H + αI) c = Y over the nonzero training points.
     X_fit_ : KroneckerData
         The structured training points (zero points left out), which predict needs.
+    kernel_model_ : KernelModel
+        What prediction needs, as a model that saves and loads (``kronsgd.load``) and predicts
+        on factors without scikit-learn.
     n_features_in_ : int
         d, the number of features.
     feature_names_in_ : ndarray of str
@@ -269,6 +272,9 @@ class KronNTKRegressor(RegressorMixin, KronNTKBase):
 
     def _y_validation(self) -> dict:
         return {"y_numeric": True, "multi_output": True}
+
+    def _model_outputs(self) -> dict:
+        return {"offset": self.y_mean_, "squeeze": self._y_ndim == 1}
 
     def _encode_targets(self, y) -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
@@ -340,6 +346,9 @@ class KronNTKClassifier(ClassifierMixin, KronNTKBase):
 
     def _y_validation(self) -> dict:
         return {"multi_output": False}
+
+    def _model_outputs(self) -> dict:
+        return {"classes": self.classes_}
 
     def _encode_targets(self, y) -> np.ndarray:
         _checked(check_classification_targets, y)
