@@ -197,12 +197,12 @@ def test_foreign_other_version_and_missing_files_are_refused(tmp_path):
         kronsgd.resume(tmp_path / "nothing.ckpt", data, y)
     from kronsgd.engine import resume as module
 
-    version, module.VERSION = module.VERSION, 99
+    version, module.READS = module.READS, (99,)
     try:
-        with pytest.raises(FileFormatError, match=r"format version 1; this kronsgd reads version 99"):
+        with pytest.raises(FileFormatError, match=r"format version 2; this kronsgd reads version 99"):
             kronsgd.resume(path, data, y)
     finally:
-        module.VERSION = version
+        module.READS = version
 
 
 def test_resume_checks_the_data_and_targets(tmp_path):

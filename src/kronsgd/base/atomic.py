@@ -113,8 +113,10 @@ def read_npz(path, what: str) -> tuple[dict, dict[str, np.ndarray]]:
     return (meta if isinstance(meta, dict) else None), arrays
 
 
-def load_checked(path, kind: str, version: int) -> tuple[dict, dict[str, np.ndarray]]:
+def load_checked(path, kind: str, version) -> tuple[dict, dict[str, np.ndarray]]:
     """Read a file written by ``write_atomic`` whose metadata say ``format == kind``.
+
+    ``version`` is the format version this kronsgd reads, or a tuple of those it reads.
 
     Raises FileFormatError naming the path for a missing, truncated, altered, foreign or
     other-version file.
@@ -128,10 +130,12 @@ def load_checked(path, kind: str, version: int) -> tuple[dict, dict[str, np.ndar
         raise FileFormatError(f"{path} is not a readable {kind} file: {exc}") from None
     if meta is None or meta.get("format") != kind:
         raise FileFormatError(f"{path} is not a {kind} file (no {kind} metadata found).")
-    if meta.get("format_version") != version:
+    versions = version if isinstance(version, tuple) else (version,)
+    if meta.get("format_version") not in versions:
+        readable = " or ".join(str(v) for v in versions)
         raise FileFormatError(
             f"{path} is a {kind} file of format version {meta.get('format_version')}; "
-            f"this kronsgd reads version {version}."
+            f"this kronsgd reads version {readable}."
         )
     stored = meta.get("checksum")
     if not isinstance(stored, dict) or stored.get("value") != checksum(meta, arrays):

@@ -18,7 +18,8 @@ from .._version import __version__
 from ..base.atomic import write_atomic
 from .record import Record
 
-KIND, VERSION = "kronsgd.checkpoint", 1
+KIND, VERSION = "kronsgd.checkpoint", 2  # 2: the net's config records how W0 was drawn (w0_stream, init)
+READS = (1, 2)  # version 1 files resume with W0 drawn as it was then
 
 
 def fingerprint(*arrays: np.ndarray) -> str:

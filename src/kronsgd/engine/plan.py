@@ -21,7 +21,7 @@ WINDOW_MAX = 8  # pending records; fastest at n = 4096 on a 2-core machine (benc
 _FOLD_BYTES = 16 * 2**20  # "auto": the Gram rows of one window's records stay inside L3 (window 8 up to n = 16384)
 _P_CACHED_BYTES = 4 * 2**20  # "auto": below this P lives in cache and the window is 1 (measured: faster)
 _SHORT_ROWS = 1024  # "auto": with fewer points than this the window is 1
-GRAM_BUILD_BYTES = 64 * 2**20  # the precomputed Gram matrix is built in float64 row blocks of at most this size
+GRAM_BUILD_BYTES = 64 * 2**20  # room counted for the temporaries of building the precomputed Gram matrix
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def _memory(sizes: Sizes, gram: str, budget: int, window, tree_bytes: int = 0):
         "Use fewer points per trainer, a smaller width, or dtype=numpy.float32.",
     )
     gram_bytes = n * n * item
-    build = min(n * n * 8, max(GRAM_BUILD_BYTES, n * 8))  # the float64 block G is built through
+    build = min(n * n * item, max(GRAM_BUILD_BYTES, n * item))  # the temporaries G is built through
     if gram == "auto":
         fits = gram_bytes <= GRAM_SHARE * budget and fixed + gram_bytes + build <= budget
         gram = "precomputed" if fits else "on_the_fly"
@@ -96,7 +96,7 @@ def _memory(sizes: Sizes, gram: str, budget: int, window, tree_bytes: int = 0):
         require(
             fixed + gram_bytes + build,
             budget,
-            f"the precomputed Gram matrix ({n} x {n}, {format_bytes(gram_bytes)}, built through float64 "
+            f"the precomputed Gram matrix ({n} x {n}, {format_bytes(gram_bytes)}, built through "
             f"blocks of {format_bytes(build)}) with P, alpha and the log",
             'Pass gram="on_the_fly" to compute the batch\'s Gram rows each step instead.',
         )
@@ -120,11 +120,6 @@ def _memory(sizes: Sizes, gram: str, budget: int, window, tree_bytes: int = 0):
     return gram, window, slots, pairs
 
 
-def gram_matrix(data, dtype) -> np.ndarray:
-    """The (n, n) Gram matrix in ``dtype``, built in float64 row blocks (peak: G plus one block)."""
-    n = data.n
-    out = np.empty((n, n), dtype=dtype)  # (n, n)
-    rows = max(1, GRAM_BUILD_BYTES // (8 * n))
-    for start in range(0, n, rows):
-        out[start : start + rows] = data.gram(rows=np.arange(start, min(n, start + rows)))
-    return out
+def gram_matrix(data, dtype, budget: int) -> np.ndarray:
+    """The (n, n) Gram matrix, computed in ``dtype`` (float32 BLAS for a float32 run), temporaries within ``budget``."""
+    return data.gram(dtype=dtype, max_bytes=budget)

@@ -28,7 +28,7 @@ from .fold import fold
 from .log import UpdateLog
 from .loop import divergence_error
 from .ray_log import DONE, FULL, from_wire, scaled, to_wire
-from .record import Buffers, Record, compute_update, to_record
+from .record import Buffers, Record, compute_update, gram_rows, to_record
 
 RING = 8  # records folded per pass: the window the thread engine finds best (their Gram rows stay in cache)
 _GRAM_BLOCK = 1024  # points per block of Gram rows when a rebuild computes them from the factors
@@ -48,7 +48,7 @@ class ShardWorker:
         self.start, self.stop = int(bounds[wid]), int(bounds[wid + 1])
         self.dtype = np.dtype(cfg["dtype"])
         self.shard = data[np.arange(self.start, self.stop)]
-        self.G = data.gram(other=self.shard).astype(self.dtype) if cfg["gram"] == "precomputed" else None  # (n, n_w)
+        self.G = data.gram(other=self.shard, dtype=self.dtype) if cfg["gram"] == "precomputed" else None  # (n, n_w)
         self.a = np.ascontiguousarray(net.a, dtype=np.float64)  # (m, C)
         self.shift, m, B = net.shift, net.width, cfg["batch_size"]
         self.sampler = BatchSampler(np.arange(self.start, self.stop), B, cfg["seed"], worker=wid + 1009 * incarnation)
@@ -79,8 +79,9 @@ class ShardWorker:
         if alpha.any():  # a fresh run starts at alpha = 0: P is P0
             for i in range(0, alpha.shape[1], _GRAM_BLOCK):
                 rows = np.arange(i, min(i + _GRAM_BLOCK, alpha.shape[1]))
-                g = self.G[rows] if self.G is not None else self.data.gram(rows=rows, other=self.shard)
-                self.P += alpha[:, rows] @ g.astype(self.dtype)
+                g = np.empty((rows.size, self.stop - self.start), dtype=self.dtype)  # (rows, n_w)
+                gram_rows(self.G, self.data, rows, g, other=self.shard)
+                self.P += alpha[:, rows] @ g
         self.alpha = np.ascontiguousarray(alpha[:, self.start : self.stop])  # (m, n_w)
         self.point = point
         return point, records
@@ -105,8 +106,7 @@ class ShardWorker:
         if not ring.fits(batch_cap, pair_cap):
             ring.grow(batch_cap, 2 * pair_cap)
         for seq, rec in enumerate(chunk, start=seq0):
-            g = ring.g_rows[ring.slot(seq), : rec.batch.size]  # (B, n_w)
-            g[:] = self.G[rec.batch] if self.G is not None else self.data.gram(rows=rec.batch, other=self.shard)
+            gram_rows(self.G, self.data, rec.batch, ring.g_rows[ring.slot(seq), : rec.batch.size], other=self.shard)
             ring.write_record(seq, rec)
         ring.reserved = ring.published = seq0 + len(chunk)
         fold(ring, 0, self.P, self.alpha, (self.start, self.stop), seq0 + len(chunk), local=True)

@@ -69,6 +69,16 @@ def step_coefficients(a, f, y_batch, fired_ptr, fired_rows, step, gram_bound, dt
     return batch_loss, not growth * gram_bound < 0.25 * np.finfo(dtype).max
 
 
+def gram_rows(G, data, batch: np.ndarray, out: np.ndarray, other=None) -> int:
+    """out (B, n) = the Gram rows of ``batch``: G's rows, or from the factors in out's dtype (against
+    the points ``other`` when given). Returns the inner products computed (0 when G has them)."""
+    if G is not None:
+        np.take(G, batch, axis=0, out=out)
+        return 0
+    out[:] = data.gram(rows=batch, other=other, dtype=out.dtype)  # in P's dtype: a float32 GEMM for float32
+    return out.size
+
+
 class Buffers:
     """Scratch a producer reuses from step to step (grown when a batch needs more)."""
 

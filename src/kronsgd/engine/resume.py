@@ -8,7 +8,8 @@ from ..base.atomic import load_checked
 from ..base.errors import FileFormatError, ValidationError
 from ..data.kronecker import KroneckerData
 from ..model.net import TwoLayerNet
-from .checkpoint import KIND, VERSION, fingerprint, unpack_records
+from .checkpoint import KIND, READS, fingerprint, unpack_records
+from .record import gram_rows
 from .trainer import KronSGD
 
 
@@ -35,7 +36,7 @@ def resume(path, data, y, memory_budget=None, delay=None, backend=None, ray_addr
     Raises FileFormatError for a missing, damaged or foreign file and ValidationError when
     ``data`` or ``y`` differ from the run's.
     """
-    meta, arrays = load_checked(path, KIND, VERSION)
+    meta, arrays = load_checked(path, KIND, READS)
     cfg, tcfg = meta["net"], meta["trainer"]
     net = TwoLayerNet.from_config(cfg)  # a checkpoint without w0_stream gets W0 as drawn then
     for b in range(cfg["prior_blocks"]):
@@ -67,8 +68,7 @@ def resume(path, data, y, memory_budget=None, delay=None, backend=None, ray_addr
     if log.records is not None:
         log.records.update((r.seq, r) for r in unpack_records("rec", arrays))
     for record in unpack_records("tail", arrays):  # back into the ring, folded: a delayed update reads them
-        rows = log.g_rows[log.slot(record.seq), : record.batch.size]  # (B, n)
-        rows[:] = trainer.G[record.batch] if trainer.G is not None else trainer.data.gram(rows=record.batch)
+        gram_rows(trainer.G, trainer.data, record.batch, log.g_rows[log.slot(record.seq), : record.batch.size])
         log.write_record(record.seq, record)
     totals = {key: 0 for key in log.totals}
     for w, state, counters in zip(trainer.workers, meta["samplers"], meta["counters"], strict=True):

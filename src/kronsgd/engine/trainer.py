@@ -29,6 +29,7 @@ from .log import UpdateLog
 from .loop import SGDLoop
 from .plan import Sizes, gram_matrix, plan_run
 from .ray_backend import RayEngine, frozen_copy
+from .record import gram_rows
 from .threads import run_workers
 from .tree import FiredTree
 from .worker import NeedsRoom, Shared, Worker
@@ -186,7 +187,8 @@ class KronSGD(SGDLoop):
         m, n = self.net.width, self.n
         lag = 0 if self.delay is None else self.delay.cap + 1
         sizes = Sizes(m, n, self.batch_size, self.dtype, self.net.shift, workers, lag)
-        plan = plan_run(sizes, gram, window, fired, resolve_budget(memory_budget))
+        budget = resolve_budget(memory_budget)
+        plan = plan_run(sizes, gram, window, fired, budget)
         self.fired_mode, self.gram_mode = plan.fired, plan.gram
         net_for_workers = frozen_copy(self.net) if self.backend == "ray" else None  # the weights before this run
         if _restore is not None:  # a checkpoint brings its own P and alpha (see resume.py)
@@ -194,11 +196,11 @@ class KronSGD(SGDLoop):
         elif self.backend == "ray":  # the worker actors compute P0 on their shards
             self._P, self.alpha = np.zeros((m, n), self.dtype), np.zeros((m, n), self.dtype)
         else:
-            self._P = self.net.preactivations(self.data, prepared=True, dtype=self.dtype)  # (m, n) <w_r, x_j>
+            self._P = self.net.preactivations(self.data, prepared=True, dtype=self.dtype, max_bytes=budget)  # (m, n)
             self.alpha = np.zeros((m, n), dtype=self.dtype)  # (m, n) implicit weights, owned here
         self.net.attach_support(self.data, self.alpha)
         self._a = np.ascontiguousarray(self.net.a, dtype=np.float64)  # (m, C)
-        self.G = gram_matrix(self.data, self.dtype) if self.gram_mode == "precomputed" else None  # (n, n)
+        self.G = gram_matrix(self.data, self.dtype, budget) if self.gram_mode == "precomputed" else None  # (n, n)
         self._gram_entries = n * n if self.G is not None else 0
 
         self.log = UpdateLog(plan.slots, m, n, self.batch_size, plan.pairs, self.dtype, workers, keep=keep_log)
@@ -372,8 +374,7 @@ class KronSGD(SGDLoop):
         log = self.log
         seq = log.reserve(0, log.published, None, log.reserved + 1)
         try:
-            rows = log.g_rows[log.slot(seq), : rec.batch.size]  # (B, n)
-            rows[:] = self.G[rec.batch] if self.G is not None else self.data.gram(rows=rec.batch)
+            gram_rows(self.G, self.data, rec.batch, log.g_rows[log.slot(seq), : rec.batch.size])
             touched = log.write_record(seq, rec)
             log.publish(seq, 0, rec.staleness, rec.batch.size, rec.rows.size, touched, rec)
         except BaseException:

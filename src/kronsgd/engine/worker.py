@@ -21,7 +21,7 @@ from .delay import staleness_factor
 from .fold import fold
 from .log import Answer
 from .loop import divergence_error
-from .record import Buffers, compute_update
+from .record import Buffers, compute_update, gram_rows
 
 
 @dataclass
@@ -140,12 +140,7 @@ class Worker:
         if factor != 1.0:  # a staleness-aware step: the coefficients are linear in the rate
             update.coefs[: update.nnz] *= factor
         try:
-            rows = log.g_rows[log.slot(seq), :B]  # (B, n)
-            if s.G is None:
-                rows[:] = s.data.gram(rows=batch)
-                self.counters["gram_entries"] += B * rows.shape[1]
-            else:
-                np.take(s.G, batch, axis=0, out=rows)
+            self.counters["gram_entries"] += gram_rows(s.G, s.data, batch, log.g_rows[log.slot(seq), :B])
             touched = log.write_update(seq, update)
             record = log.record(seq, self.id, staleness) if log.records is not None else None
             log.publish(seq, self.id, staleness, B, update.nnz, touched, record)
