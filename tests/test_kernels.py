@@ -61,6 +61,14 @@ def test_forward_reports_overflow_without_writing_past_the_buffer():
     np.testing.assert_array_equal(fired_ptr, [0, 10, 20])
 
 
+def _pair_rows(row_ptr):
+    """(L, cap) the row of every pair of each record, from its CSR row pointers (the twin of group_by_row's)."""
+    out = np.zeros((row_ptr.shape[0], max(1, int(row_ptr[:, -1].max()))), np.int32)
+    for k, ptr in enumerate(row_ptr):
+        out[k, : ptr[-1]] = np.repeat(np.arange(ptr.size - 1), np.diff(ptr))
+    return out
+
+
 def _records(P, a, G, y, batches, shift, dtype):
     """Compute update records for ``batches`` (each from P as it is), in window layout."""
     m, n = P.shape
@@ -90,7 +98,7 @@ def test_fold_matches_twin(m, n, B, C, dtype):
 
     P_k, alpha_k = P.copy(), np.zeros((m, n), dtype)
     K.fold_records(P_k, g_rows, row_ptr, owner, coef, np.arange(1), 0, n)
-    K.fold_alpha(alpha_k, 0, batch[None], row_ptr, owner, coef, np.arange(1), 0, n, touched, n_touched)
+    K.fold_alpha(alpha_k, 0, batch[None], row_ptr, _pair_rows(row_ptr), owner, coef, np.arange(1), 0, n)
 
     P_ref, alpha_ref = P.copy(), np.zeros((m, n), dtype)
     fired = [fired_rows[fired_ptr[i] : fired_ptr[i + 1]] for i in range(B)]
@@ -110,9 +118,9 @@ def test_fold_alpha_applies_only_its_points_with_an_offset(dtype):
     g_rows, row_ptr, owner, coef, _, (touched, n_touched) = _records(P, a, G, y, batches, 0.0, dtype)
     slots, batch = np.arange(2), np.stack(batches)
     full = np.zeros((m, n), dtype)
-    K.fold_alpha(full, 0, batch, row_ptr, owner, coef, slots, 0, n, touched, n_touched)
+    K.fold_alpha(full, 0, batch, row_ptr, _pair_rows(row_ptr), owner, coef, slots, 0, n)
     shard = np.zeros((m, 6), dtype)
-    K.fold_alpha(shard, 3, batch, row_ptr, owner, coef, slots, 3, 9, touched, n_touched)
+    K.fold_alpha(shard, 3, batch, row_ptr, _pair_rows(row_ptr), owner, coef, slots, 3, 9)
     np.testing.assert_array_equal(shard, full[:, 3:9])
     assert np.count_nonzero(full[:, 3:9]) > 0 and np.count_nonzero(full[:, :3]) > 0  # both sides got pairs
 
@@ -193,3 +201,14 @@ def test_full_outputs_match_twin(m, n, B, C, dtype):
     out_ref, fired_ref = naive.full_outputs(P.astype(np.float64), a, 0.4)
     assert fired == fired_ref
     np.testing.assert_allclose(out, out_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_group_by_row_writes_each_pairs_row_when_asked():
+    m, n, B = 30, 8, 4
+    P, a, G, batch, y = _state(m, n, B, 1, np.float64, seed=21)
+    fired_ptr, fired_rows, coefs, _, nnz = _record(P, a, batch, y, 0.0, 0.5, np.float64)
+    row_ptr, owner, coef = np.zeros(m + 1, np.int64), np.zeros(nnz, np.int64), np.zeros(nnz)
+    rows = np.full(nnz, -1, np.int32)
+    K.group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr, owner, coef, np.zeros(nnz, np.int64), rows)
+    np.testing.assert_array_equal(rows, _pair_rows(row_ptr[None])[0, :nnz])
+    assert nnz > 10

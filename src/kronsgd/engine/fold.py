@@ -36,7 +36,7 @@ def fold(log, worker: int, P, alpha, points: tuple[int, int], upto: int, *, loca
             counters["rows_folded"] = counters.get("rows_folded", 0) + rows
     pending = log.slots_between(log.alpha_folded[worker], upto)
     if pending.size:
-        K.fold_alpha(alpha, start if local else 0, log.batch, log.row_ptr, log.owner, log.coef, pending, start, stop,
-                     log.touched, log.n_touched)  # fmt: skip
+        K.fold_alpha(alpha, start if local else 0, log.batch, log.row_ptr, log.pair_row, log.owner, log.coef, pending,
+                     start, stop)  # fmt: skip
         log.mark_folded(worker, upto, alpha=True)
     return rows

@@ -67,6 +67,7 @@ class UpdateLog:
         self.row_ptr = np.zeros((L, m + 1), dtype=np.int64)  # (L, m+1) row r's pairs: row_ptr[s, r]:row_ptr[s, r+1]
         self.owner = np.zeros((L, pair_cap), dtype=np.int64)  # (L, cap) batch position of each pair
         self.coef = np.zeros((L, pair_cap), dtype=self.dtype)  # (L, cap) coefficient of each pair
+        self.pair_row = np.zeros((L, pair_cap), dtype=np.int32)  # (L, cap) row of each pair (alpha's fold reads it)
         self.touched = np.zeros((L, pair_cap), dtype=np.int64)  # (L, cap) the rows with pairs, ascending
         self.n_touched = np.zeros(L, dtype=np.int64)  # (L,) how many: folds visit only those rows
 
@@ -78,7 +79,8 @@ class UpdateLog:
         and none is reserved (a delayed update may still read records it keeps)."""
         if not self.quiescent():
             raise RuntimeError("the update log can grow only when every record is folded and none is in flight")
-        old = {name: getattr(self, name) for name in ("g_rows", "batch", "row_ptr", "owner", "coef", "touched")}
+        names = ("g_rows", "batch", "row_ptr", "owner", "coef", "touched", "pair_row")
+        old = {name: getattr(self, name) for name in names}
         rec_size, n_touched = self.rec_size, self.n_touched
         self._allocate(max(batch_cap, self.batch_cap), max(pair_cap, self.pair_cap))
         for name, array in old.items():
@@ -111,7 +113,7 @@ class UpdateLog:
         self.rec_size[s] = B
         self.n_touched[s] = K.group_by_row(
             self.m, update.fired_ptr, update.fired_rows, update.coefs, self.row_ptr[s], self.owner[s], self.coef[s],
-            self.touched[s],
+            self.touched[s], self.pair_row[s],
         )  # fmt: skip
         return int(self.n_touched[s])
 
@@ -125,6 +127,7 @@ class UpdateLog:
         self.row_ptr[s, 0] = 0
         self.owner[s, :nnz] = record.owner
         self.coef[s, :nnz] = record.coef
+        self.pair_row[s, :nnz] = record.rows
         rows = np.flatnonzero(counts)
         self.touched[s, : rows.size] = rows
         self.n_touched[s] = rows.size

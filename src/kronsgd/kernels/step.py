@@ -76,12 +76,13 @@ def coefficients(a, residual, fired_ptr, fired_rows, scale, coefs):
 
 
 @nb.jit(**_JIT)
-def group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr, entry_owner, entry_coef, touched_rows):
+def group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr, entry_owner, entry_coef, touched_rows, entry_row=None):
     """Counting sort of the fired pairs by neuron: row r's pairs are entries row_ptr[r]:row_ptr[r+1].
 
     Within a row, pairs keep batch order. entry_owner holds the batch position i and
-    entry_coef the coefficient of each pair; touched_rows (>= nnz) receives the rows that
-    have pairs, ascending, so that folds visit only those. Returns their number.
+    entry_coef the coefficient of each pair (and entry_row, when given, its row r);
+    touched_rows (>= nnz) receives the rows that have pairs, ascending, so that folds visit
+    only those. Returns their number.
     """
     for r in range(m + 1):
         row_ptr[r] = 0
@@ -100,6 +101,8 @@ def group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr, entry_owner, entry_co
             slot = row_ptr[r]
             entry_owner[slot] = i
             entry_coef[slot] = coefs[t]
+            if entry_row is not None:
+                entry_row[slot] = r
             row_ptr[r] += 1
     for r in range(m, 0, -1):  # the scatter advanced each start to the next row's start
         row_ptr[r] = row_ptr[r - 1]
@@ -281,23 +284,21 @@ def fold_records(P, g_rows, row_ptr, owner, coef, slots, col0, col1, touched=Non
 
 
 @nb.jit(**_JIT)
-def fold_alpha(alpha, offset, batch, row_ptr, owner, coef, slots, col0, col1, touched, n_touched):
+def fold_alpha(alpha, offset, batch, row_ptr, pair_row, owner, coef, slots, col0, col1):
     """Apply the records in ``slots`` (in order) to the points col0:col1 of alpha: the implicit weights' fold.
 
-    alpha (m, n_a) holds points offset .. offset + n_a - 1. alpha[r, j - offset] += coef[k, t],
-    j = batch[k, owner[k, t]], for every pair t of record k whose point j falls in the range,
-    row by row through each record's touched list: O(nnz) per record.
-    An entry receives its additions record by record, in batch order within a record, as
-    the fold of P gives P its own.
+    alpha (m, n_a) holds points offset .. offset + n_a - 1. alpha[pair_row[k, t], j - offset]
+    += coef[k, t], j = batch[k, owner[k, t]], for every pair t of record k (row_ptr[k, m] of
+    them) whose point j falls in the range: one sequential pass over the pairs (no per-row
+    lookups), in the order the fold of P gives P its additions.
     """
+    m = row_ptr.shape[1] - 1
     for q in range(slots.shape[0]):
         k = slots[q]
-        for u in range(n_touched[k]):
-            r = touched[k, u]
-            for t in range(row_ptr[k, r], row_ptr[k, r + 1]):
-                j = batch[k, owner[k, t]]
-                if col0 <= j < col1:
-                    alpha[r, j - offset] += coef[k, t]
+        for t in range(row_ptr[k, m]):
+            j = batch[k, owner[k, t]]
+            if col0 <= j < col1:
+                alpha[pair_row[k, t], j - offset] += coef[k, t]
 
 
 @nb.jit(**_JIT)

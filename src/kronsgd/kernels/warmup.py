@@ -34,10 +34,13 @@ def compile_step_kernels(dtype, tree: bool = False) -> None:
     g_rows = np.zeros((L, B, n), dtype)
     row_ptr, owner, coef = np.zeros((L, m + 1), np.int64), np.zeros((L, cap), np.int64), np.zeros((L, cap), dtype)
     touched, n_touched, slots = np.zeros((L, cap), np.int64), np.zeros(L, np.int64), np.arange(1, dtype=np.int64)
-    n_touched[0] = K.group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr[0], owner[0], coef[0], touched[0])
+    pair_row = np.zeros((L, cap), np.int32)
+    K.group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr[0], owner[0], coef[0], touched[0])  # (to_record)
+    n_touched[0] = K.group_by_row(m, fired_ptr, fired_rows, coefs, row_ptr[0], owner[0], coef[0], touched[0],
+                                  pair_row[0])  # fmt: skip
     K.correct_columns(cols, batch, g_rows, np.ones(L, np.int64), row_ptr, owner, coef, slots, np.zeros((B, B), dtype))
     K.fold_records(P, g_rows, row_ptr, owner, coef, slots, 0, n, touched, n_touched)
-    K.fold_alpha(alpha, 0, np.zeros((L, B), np.int64), row_ptr, owner, coef, slots, 0, n, touched, n_touched)
+    K.fold_alpha(alpha, 0, np.zeros((L, B), np.int64), row_ptr, pair_row, owner, coef, slots, 0, n)
     K.full_outputs(P, a, 0.5, 0.5, np.zeros((n, 1)))
     if tree:
         off = TK.layout(m)
