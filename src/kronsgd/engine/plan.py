@@ -78,7 +78,7 @@ def _memory(sizes: Sizes, gram: str, budget: int, window, tree_bytes: int = 0):
     m, n, B, item, workers = sizes.m, sizes.n, sizes.batch, sizes.dtype.itemsize, sizes.workers
     # one log slot: a batch's Gram rows and indices, and its fired pairs (grown if needed)
     pairs = min(B * m, int(2 * B * m * fire_fraction(sizes.shift)) + 64)
-    slot_bytes = B * (n * item + 8) + (m + 1) * 8 + pairs * (16 + item)
+    slot_bytes = B * (n * item + 8) + (m + 1) * 8 + pairs * (20 + item)  # owner, touched row, pair row, coef
     fixed = 2 * m * n * item + (2 * workers + 2) * slot_bytes + tree_bytes  # P, alpha, the smallest log, the tree
     require(
         fixed,
