@@ -91,14 +91,17 @@ def test_workers_on_two_nodes_keep_the_invariant_and_match_the_replayed_log(clus
 
 
 def test_ray_converges_like_the_sequential_run(cluster):
-    # One run's final loss varies by several percent with the batch seed alone: compare means.
+    # One run's final loss varies by several percent with the batch seed alone: compare means. Ray's
+    # staleness grows with the machine's load (groups of records in flight), so it is bounded here:
+    # the test is of the engine, not of how busy the machine is (bench_delay.py measures staleness).
     data, y = synthetic_task(n=512, dims=(8, 8), seed=2)
     means = {}
-    for backend, workers, seeds in (("threads", 1, range(4)), ("ray", 2, range(2))):
+    for backend, workers, seeds, tau in (("threads", 1, range(4), None), ("ray", 2, range(2), 8)):
         losses = []
         for seed in seeds:
             net = TwoLayerNet((8, 8), width=512, seed=1)
-            trainer = KronSGD(net, data, y, lr=1.0, batch_size=16, workers=workers, backend=backend, seed=seed)
+            trainer = KronSGD(net, data, y, lr=1.0, batch_size=16, workers=workers, backend=backend, seed=seed,
+                              max_staleness=tau)  # fmt: skip
             losses.append(trainer.run(400, log_every=0)[-1]["loss"])
             if trainer._ray is not None:
                 trainer._ray.close()

@@ -19,14 +19,13 @@ import numpy as np
 from ..base.errors import ValidationError
 from ..base.memory import resolve_budget
 from ..base.random import BatchSampler
-from ..base.validation import check_choice, check_int
 from ..kernels import step as K
 from ..kernels.warmup import compile_step_kernels
 from .checkpoint import save_checkpoint
-from .delay import STALENESS_RULES, parse_delay
 from .interrupts import InterruptGuard, interrupt_guard
 from .log import UpdateLog
 from .loop import SGDLoop
+from .options import check_options
 from .plan import Sizes, gram_matrix, plan_run
 from .ray_backend import RayEngine, frozen_copy
 from .record import gram_rows
@@ -154,36 +153,15 @@ class KronSGD(SGDLoop):
         _restore=None,
     ):
         super().__init__(net, data, y, lr, batch_size, seed, dtype)
-        workers = check_int(workers, "workers", low=1, high=self.n)
-        if workers > 1 and self.batch_size > self.n // workers:
-            raise ValidationError(
-                f"batch_size must be at most the smallest shard, n // workers = {self.n // workers}, "
-                f"since each worker samples from its own points. Got {self.batch_size}."
-            )
-        self.max_staleness = None if max_staleness is None else check_int(max_staleness, "max_staleness", low=0)
-        gram = check_choice(gram, "gram", ("auto", "precomputed", "on_the_fly"))
-        fired = check_choice(fired, "fired", ("auto", "scan", "tree"))
-        self.backend = check_choice(backend, "backend", ("threads", "ray"))
-        if self.backend == "ray":
-            fired = "scan" if fired == "auto" else fired
-            if fired == "tree":
-                raise ValidationError("fired='tree' runs on the threads backend; the Ray backend scans.")
-        window = window if window == "auto" else check_int(window, "window", low=1)
-        self.delay, self.delay_spec = parse_delay(delay, self.seed), delay
-        self.staleness_lr = check_choice(staleness_lr, "staleness_lr", STALENESS_RULES)
-        if self.delay is not None:
-            if workers > 1 or self.backend == "ray" or self.max_staleness is not None:
-                raise ValidationError(
-                    "delay= reproduces staleness on one sequential worker; it takes workers=1, "
-                    "backend='threads' and no max_staleness (with several workers the staleness is real)."
-                )
-            if fired == "tree":
-                raise ValidationError("fired='tree' answers for P as folded; with delay= use fired='scan' or 'auto'.")
-            fired = "scan"
-        max_restarts = check_int(max_restarts, "max_restarts", low=0)
-        if snapshot_every != "auto":
-            snapshot_every = check_int(snapshot_every, "snapshot_every", low=1)
-        self.max_restarts, self.snapshot_every = max_restarts, snapshot_every  # Ray's; kept by checkpoints
+        o = check_options(
+            self.n, self.batch_size, self.seed, workers=workers, max_staleness=max_staleness, gram=gram, fired=fired,
+            backend=backend, window=window, delay=delay, staleness_lr=staleness_lr, max_restarts=max_restarts,
+            snapshot_every=snapshot_every,
+        )  # fmt: skip
+        workers, gram, fired, window = o.workers, o.gram, o.fired, o.window
+        self.max_staleness, self.backend, self.staleness_lr = o.max_staleness, o.backend, o.staleness_lr
+        self.delay, self.delay_spec = o.delay, delay
+        self.max_restarts, self.snapshot_every = o.max_restarts, o.snapshot_every  # Ray's; kept by checkpoints
         m, n = self.net.width, self.n
         lag = 0 if self.delay is None else self.delay.cap + 1
         sizes = Sizes(m, n, self.batch_size, self.dtype, self.net.shift, workers, lag)
