@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import time
 
 import numpy as np
 
@@ -16,7 +15,7 @@ from ..data.structure import rank_for_energy, resolve, split
 from ..engine.plan import Sizes, plan_run
 from ..model.net import default_shift, fire_fraction
 from .costs import draw_rate, job_costs, job_lines
-from .solvers import SolverAdvice, advise_solver
+from .solvers import SolverAdvice, advise_solver, best_seconds
 
 _ITEMSIZE = 4  # KronSGD's default dtype (float32) sets the bytes of P, alpha and G
 _RATES: dict[str, float] = {}  # this machine's measured rates, filled once per process
@@ -36,9 +35,9 @@ def machine_rates() -> dict[str, float]:
     if not _RATES:
         rng = np.random.default_rng(0)
         a = rng.standard_normal((384, 384), dtype=np.float32)  # (384, 384)
-        _RATES["gemm"] = 384**3 / _best_seconds(lambda: a @ a, 5)
+        _RATES["gemm"] = 384**3 / best_seconds(lambda: a @ a, 5)
         stream = np.ones(2**24, dtype=np.float32)  # (16 Mi,) 64 MiB
-        _RATES["bandwidth"] = 2 * stream.nbytes / _best_seconds(lambda: np.add(stream, 1.0, out=stream), 3)
+        _RATES["bandwidth"] = 2 * stream.nbytes / best_seconds(lambda: np.add(stream, 1.0, out=stream), 3)
         rows = rng.standard_normal((32, 4096), dtype=np.float32)  # (|S|, n') Gram rows, in cache
         coefs = rng.standard_normal(32, dtype=np.float32)  # (|S|,)
 
@@ -46,18 +45,8 @@ def machine_rates() -> dict[str, float]:
             for _ in range(50):
                 coefs @ rows
 
-        _RATES["update"] = 50 * rows.size / _best_seconds(update, 3)
+        _RATES["update"] = 50 * rows.size / best_seconds(update, 3)
     return dict(_RATES)
-
-
-def _best_seconds(fn, repeats: int) -> float:
-    fn()  # warm up: first touch, thread start
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return max(best, 1e-9)
 
 
 @dataclasses.dataclass(frozen=True)

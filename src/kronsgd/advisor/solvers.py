@@ -49,15 +49,16 @@ def kernel_rates() -> dict[str, float]:
     """
     if not _RATES64:
         a = np.random.default_rng(0).standard_normal((384, 384))  # (384, 384)
-        _RATES64["gemm64"] = 384**3 / _best(lambda: a @ a)
+        _RATES64["gemm64"] = 384**3 / best_seconds(lambda: a @ a)
         table = orthant_table(1.0)
         block = np.clip(a / 40.0, -1.0, 1.0)  # (384, 384) correlations
-        _RATES64["entry"] = _best(lambda: table.ntk_inplace(block.copy())) / block.size
+        _RATES64["entry"] = best_seconds(lambda: table.ntk_inplace(block.copy())) / block.size
     return dict(_RATES64)
 
 
-def _best(fn, repeats: int = 3) -> float:
-    fn()  # warm up (and compile)
+def best_seconds(fn, repeats: int = 3) -> float:
+    """The fastest of ``repeats`` calls of ``fn`` after one to warm up (first touch, compilation)."""
+    fn()
     best = math.inf
     for _ in range(repeats):
         start = time.perf_counter()
