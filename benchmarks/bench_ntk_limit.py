@@ -82,8 +82,13 @@ def one_width(train, test, y, width: int, shift: float, lr: float, steps: int, s
     f_lim = kernel_limit(H, H_test, f0_train, f0_test, y)
     gap = float(np.sqrt(np.mean((f_net - f_lim) ** 2)))
     return {
-        "m": width, "seed": seed, "steps": trainer.counters()["steps"], "seconds": seconds, "loss0": loss0,
-        "loss": trainer.loss(), "rms_gap": gap,
+        "m": width,
+        "seed": seed,
+        "steps": trainer.counters()["steps"],
+        "seconds": seconds,
+        "loss0": loss0,
+        "loss": trainer.loss(),
+        "rms_gap": gap,
         "relative": gap / float(np.sqrt(np.mean(f_lim**2))),
         "relative_learned": gap / float(np.sqrt(np.mean((f_lim - f0_test) ** 2))),
     }
@@ -122,8 +127,10 @@ def main(argv=None) -> int:
     eig = np.linalg.eigvalsh(H)
     lr = args.lr_fraction / eig[-1]
     steps = steps_to_fit(eig, lr)
-    log(f"n = {args.n}, dims = {DIMS}, b = {args.shift}: λ(H) in [{eig[0]:.4f}, {eig[-1]:.4f}], "
-        f"η = {lr:.4g}, rounds of {steps} full-batch steps")
+    log(
+        f"n = {args.n}, dims = {DIMS}, b = {args.shift}: λ(H) in [{eig[0]:.4f}, {eig[-1]:.4f}], "
+        f"η = {lr:.4g}, rounds of {steps} full-batch steps"
+    )
     runs = []
     for width in widths:
         for seed in range(args.seeds):
@@ -132,24 +139,54 @@ def main(argv=None) -> int:
     table = []
     for width in widths:
         mine = [r for r in runs if r["m"] == width]
-        table.append({key: float(np.mean([r[key] for r in mine])) for key in
-                      ("relative", "relative_learned", "rms_gap", "loss", "steps", "seconds")} | {"m": width})
+        table.append(
+            {
+                key: float(np.mean([r[key] for r in mine]))
+                for key in ("relative", "relative_learned", "rms_gap", "loss", "steps", "seconds")
+            }
+            | {"m": width}
+        )
     fitted = {key: slope(widths, [row[key] for row in table]) for key in ("relative", "relative_learned")}
     total = time.perf_counter() - started
-    print(f"n = {args.n}, {args.n_test} test points, dims {DIMS}, b = {args.shift}, η = {lr:.4g}, "
-          f"{args.seeds} seed(s) averaged, float64")
+    print(
+        f"n = {args.n}, {args.n_test} test points, dims {DIMS}, b = {args.shift}, η = {lr:.4g}, "
+        f"{args.seeds} seed(s) averaged, float64"
+    )
     print(f"{'m':>6} {'‖f_net − f∞‖ / ‖f∞‖':>20} {'/ ‖f∞ − f0‖':>12} {'train loss':>11} {'steps':>6} {'s / net':>8}")
     for row in table:
-        print(f"{row['m']:>6} {row['relative']:>20.3e} {row['relative_learned']:>12.3e} {row['loss']:>11.2e} "
-              f"{row['steps']:>6.0f} {row['seconds']:>8.2f}")
+        print(
+            f"{row['m']:>6} {row['relative']:>20.3e} {row['relative_learned']:>12.3e} {row['loss']:>11.2e} "
+            f"{row['steps']:>6.0f} {row['seconds']:>8.2f}"
+        )
     print(f"slope of log distance against log m: {fitted['relative']:.3f} (theory -0.5); total {total:.1f} s")
-    config = {"n": args.n, "n_test": args.n_test, "dims": DIMS, "shift": args.shift, "lr": lr,
-              "round_steps": steps, "loss_target": LOSS_TARGET,
-              "seeds": args.seeds, "lambda_min": float(eig[0]), "lambda_max": float(eig[-1]), "ridge": RIDGE}
+    config = {
+        "n": args.n,
+        "n_test": args.n_test,
+        "dims": DIMS,
+        "shift": args.shift,
+        "lr": lr,
+        "round_steps": steps,
+        "loss_target": LOSS_TARGET,
+        "seeds": args.seeds,
+        "lambda_min": float(eig[0]),
+        "lambda_max": float(eig[-1]),
+        "ridge": RIDGE,
+    }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": config, "table": table, "slope": fitted, "runs": runs,
-                               "total_seconds": total, "machine": machine_info()}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "config": config,
+                "table": table,
+                "slope": fitted,
+                "runs": runs,
+                "total_seconds": total,
+                "machine": machine_info(),
+            },
+            indent=1,
+        )
+    )
     picture(table, fitted, config, Path(args.picture))
     log(f"wrote {out} and {args.picture}")
     return 0
@@ -163,8 +200,10 @@ def picture(table: list[dict], fitted: dict, config: dict, path: Path) -> None:
 
     m = np.array([row["m"] for row in table], dtype=float)
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    for key, label, style in (("relative", "‖f_net − f∞‖ / ‖f∞‖", "o-"),
-                              ("relative_learned", "‖f_net − f∞‖ / ‖f∞ − f0‖", "s-")):
+    for key, label, style in (
+        ("relative", "‖f_net − f∞‖ / ‖f∞‖", "o-"),
+        ("relative_learned", "‖f_net − f∞‖ / ‖f∞ − f0‖", "s-"),
+    ):
         values = np.array([row[key] for row in table])
         ax.loglog(m, values, style, label=f"{label} (slope {fitted[key]:.2f})")
     first = table[0]["relative"]
@@ -172,8 +211,11 @@ def picture(table: list[dict], fitted: dict, config: dict, path: Path) -> None:
     ax.set_xticks(m, [str(int(w)) for w in m])
     ax.minorticks_off()
     ax.set(xlabel="width m", ylabel="RMS distance on test points (relative)")
-    ax.set_title(f"Trained net vs its kernel limit: n = {config['n']}, d = {config['dims'][0] * config['dims'][1]}, "
-                 f"b = {config['shift']}", fontsize=10)
+    ax.set_title(
+        f"Trained net vs its kernel limit: n = {config['n']}, d = {config['dims'][0] * config['dims'][1]}, "
+        f"b = {config['shift']}",
+        fontsize=10,
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=9)
     fig.tight_layout()
