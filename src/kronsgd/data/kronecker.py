@@ -64,6 +64,7 @@ class KroneckerData:
                     f"factors must all have the same rank R; factors[0] has {rank}, factors[{l}] has {a.shape[1]}."
                 )
         self._factors = tuple(arrays)  # each (n, R, d_l), float64, C-contiguous
+        self._cast: dict[str, list[np.ndarray]] = {}  # factors_in(dtype) for narrower types, made on first use
         self.scale = None  # (n,) original norms once normalized(), else None
 
     # ---- shape -------------------------------------------------------------------------
@@ -84,6 +85,12 @@ class KroneckerData:
         dtype = np.dtype(dtype)
         if dtype.itemsize >= 8:
             return [f.astype(dtype, copy=False) for f in self._factors]
+        cached = self._cast.get(dtype.str)
+        if cached is None:  # made once per dtype: on-the-fly Gram rows ask for them every step
+            cached = self._cast[dtype.str] = self._balanced_cast(dtype)
+        return list(cached)
+
+    def _balanced_cast(self, dtype) -> list[np.ndarray]:
         with np.errstate(divide="ignore"):
             exps = [np.frexp(np.abs(f).max(axis=2))[1] for f in self._factors]  # k x (n, R) binary exponents
         live = np.all([np.abs(f).max(axis=2) > 0 for f in self._factors], axis=0)  # (n, R) nonzero terms
