@@ -17,9 +17,13 @@ KronNTKClassifier and KronMLPClassifier with defaults (the net with random_state
 scikit-learn's MLPClassifier (defaults, random_state=0) as a reference; test error is
 1 - accuracy.
 
+With ``--data synthetic16``: the same task at d = 256 · 256 = 2^16 (t scaled by √d), n = 2,000
+and 8,000 by default, alpha="auto" only at the first n and the α it chose above.
+
 Usage: ``python benchmarks/bench_crossover.py`` (several minutes) or ``--quick``; prints a
 table, writes bench-out/bench_crossover.json and the picture docs/crossover.png (with
-``--data digits``: bench-out/bench_crossover_digits.json and docs/crossover_digits.png).
+``--data digits``: bench-out/bench_crossover_digits.json and docs/crossover_digits.png; with
+``--data synthetic16``: ..._synthetic16.json and .png).
 """
 
 from __future__ import annotations
@@ -37,17 +41,19 @@ from _common import log, machine_info
 from kronsgd import KroneckerData, KronMLPClassifier, KronMLPRegressor, KronNTKClassifier, KronNTKRegressor
 
 DIMS = (8, 8)
+DIMS16 = (256, 256)  # --data synthetic16: d = 2^16
 LABELS = {"kernel": "KronNTK* (kernel limit)", "net": "KronMLP*", "sklearn": "sklearn MLPClassifier"}
 
 
-def task(n: int, seed: int):
-    """(KroneckerData, y (n,)) of the synthetic rank-1 regression task."""
+def task(n: int, seed: int, dims: tuple[int, int] = DIMS):
+    """(KroneckerData, y (n,)) of the synthetic rank-1 regression task at d = dims[0] · dims[1]."""
     rng = np.random.default_rng(seed)
-    u, v = rng.standard_normal((n, DIMS[0])), rng.standard_normal((n, DIMS[1]))
+    u, v = rng.standard_normal((n, dims[0])), rng.standard_normal((n, dims[1]))
     direction = np.random.default_rng(12345)  # the same target for every n
-    a, c = direction.standard_normal(DIMS[0]), direction.standard_normal(DIMS[1])
+    a, c = direction.standard_normal(dims[0]), direction.standard_normal(dims[1])
     a, c = a / np.linalg.norm(a), c / np.linalg.norm(c)
-    t = 8.0 * (u @ a) * (v @ c) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1))  # √d <x̂, a ⊗ c>
+    scale = np.sqrt(dims[0] * dims[1])  # √d: t of unit variance at any d
+    t = scale * (u @ a) * (v @ c) / (np.linalg.norm(u, axis=1) * np.linalg.norm(v, axis=1))  # √d <x̂, a ⊗ c>
     return KroneckerData([u, v]), np.sin(2 * t) + 0.5 * t**2
 
 
@@ -77,11 +83,11 @@ def run(estimator, train, test) -> dict:
     return {"seconds": seconds, "test_error": error, "load": os.getloadavg()[0]}
 
 
-def synthetic_rows(sizes: list[int], auto_max: int) -> list[dict]:
-    test = task(1000, seed=999)
+def synthetic_rows(sizes: list[int], auto_max: int, dims: tuple[int, int] = DIMS) -> list[dict]:
+    test = task(1000, seed=999, dims=dims)
     rows, alpha = [], "auto"
     for n in sizes:
-        train = task(n, seed=n)
+        train = task(n, seed=n, dims=dims)
         kernel = KronNTKRegressor(alpha="auto" if n <= auto_max else alpha)
         row = {"n": n, "kernel": run(kernel, train, test), "net": run(KronMLPRegressor(random_state=0), train, test)}
         row["kernel"]["alpha"], row["kernel"]["auto"] = kernel.alpha_, n <= auto_max
@@ -111,7 +117,7 @@ def digits_rows(sizes: list[int]) -> list[dict]:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", choices=("synthetic", "digits"), default="synthetic")
+    parser.add_argument("--data", choices=("synthetic", "synthetic16", "digits"), default="synthetic")
     parser.add_argument("--quick", action="store_true", help="n = 500, 1000 only")
     parser.add_argument("--sizes", help="default 1000,2000,4000,8000 (digits: 200,400,800,1347)")
     parser.add_argument("--auto-max", type=int, default=4000, help="largest n of the kernel's alpha='auto'")
@@ -120,7 +126,8 @@ def main(argv=None) -> int:
     parser.add_argument("--replot", metavar="JSON", help="only draw the picture again from a saved run")
     args = parser.parse_args(argv)
     digits = args.data == "digits"
-    suffix = "_digits" if digits else ""
+    dims = DIMS16 if args.data == "synthetic16" else DIMS
+    suffix = {"digits": "_digits", "synthetic16": "_synthetic16"}.get(args.data, "")
     out, picture_path = Path(args.out or f"bench-out/bench_crossover{suffix}.json"), Path(
         args.picture or f"docs/crossover{suffix}.png"
     )
@@ -130,9 +137,11 @@ def main(argv=None) -> int:
             r["kernel"].setdefault("auto", r["n"] <= 4000)
         picture(saved["rows"], picture_path, saved.get("data", "synthetic"))
         return 0
-    default = "200,400,800,1347" if digits else "1000,2000,4000,8000"
+    default = {"digits": "200,400,800,1347", "synthetic16": "2000,8000"}.get(args.data, "1000,2000,4000,8000")
     sizes = [500, 1000] if args.quick else [int(s) for s in (args.sizes or default).split(",")]
-    rows = digits_rows(sizes) if digits else synthetic_rows(sizes, args.auto_max)
+    if args.data == "synthetic16" and args.auto_max == 4000:  # "auto" only at the first n: too slow above
+        args.auto_max = sizes[0]
+    rows = digits_rows(sizes) if digits else synthetic_rows(sizes, args.auto_max, dims)
     keys = [k for k in LABELS if k in rows[0]]
     error = "1-acc" if digits else "1-R²"
     header = " ".join(f"{k + ' s':>10} {k + ' ' + error:>14}" for k in keys)
@@ -141,7 +150,7 @@ def main(argv=None) -> int:
         cells = " ".join(f"{r[k]['seconds']:>10.2f} {r[k]['test_error']:>14.4f}" for k in keys)
         print(f"{r['n']:>6} {cells} {r['net']['seconds'] / r['kernel']['seconds']:>16.2f}x")
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"dims": DIMS, "data": args.data, "machine": machine_info()}
+    meta = {"dims": dims, "data": args.data, "machine": machine_info()}
     out.write_text(json.dumps({"rows": rows} | meta, indent=1))
     picture(rows, picture_path, args.data)
     log(f"wrote {out} and {picture_path}")
@@ -170,7 +179,8 @@ def picture(rows: list[dict], path: Path, data: str = "synthetic") -> None:
     for ax in (left, right):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    title = "digits, 8 × 8 images" if data == "digits" else "rank-1 points at d = 64"
+    title = {"digits": "digits, 8 × 8 images", "synthetic16": "rank-1 points at d = 2^16 (256 ⊗ 256)"}.get(
+        data, "rank-1 points at d = 64")
     fig.suptitle(f"Kernel limit vs finite net, {title} (defaults)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
