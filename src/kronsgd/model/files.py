@@ -79,8 +79,31 @@ def _check_path(path) -> str:
 
 
 # ---- reading -----------------------------------------------------------------------------
-class _Damaged(KronsgdError):
-    """Internal: what is wrong with a file; ``load`` turns it into a FileFormatError with the path."""
+class Damaged(KronsgdError):
+    """What is wrong with a model file; ``read_checked_file`` turns it into a FileFormatError naming the path."""
+
+
+def read_checked_file(path, what: str, check) -> tuple[dict, dict[str, np.ndarray]]:
+    """The metadata and arrays of a model file whose checksum holds: the one reader of both kinds.
+
+    ``check(meta, entries)`` validates the format, version and metadata and returns the arrays
+    the metadata promise, raising ``Damaged`` otherwise. Every failure, a missing file included,
+    becomes a FileFormatError "Cannot load a kronsgd {what} from '{path}': ...".
+    """
+    path = _check_path(path)
+    if not os.path.isfile(path):
+        raise FileFormatError(f"Cannot load a kronsgd {what} from '{path}': no such file.")
+    try:
+        try:
+            meta, entries = read_npz(path, "kronsgd model")
+        except FileFormatError as exc:
+            raise Damaged(str(exc)) from None
+        arrays = check(meta, entries)
+        if checksum(meta, arrays) != meta["checksum"]["value"]:
+            raise Damaged("its contents do not match the stored SHA-256 checksum: the file is damaged or was edited.")
+    except Damaged as exc:
+        raise FileFormatError(f"Cannot load a kronsgd {what} from '{path}': {exc}") from None
+    return meta, arrays
 
 
 def read_net_file(path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -89,37 +112,23 @@ def read_net_file(path) -> tuple[dict, dict[str, np.ndarray]]:
     Raises FileFormatError naming the path for a missing, foreign, other-version, truncated or
     damaged file (checksum, shapes or archive structure).
     """
-    path = _check_path(path)
-    if not os.path.isfile(path):
-        raise FileFormatError(f"Cannot load a kronsgd model from '{path}': no such file.")
-    try:
-        try:
-            meta, entries = read_npz(path, "kronsgd model")
-        except FileFormatError as exc:
-            raise _Damaged(str(exc)) from None
-        meta = _check_format(meta, entries)
-        arrays = _read_arrays(entries, meta)
-        if checksum(meta, arrays) != meta["checksum"]["value"]:
-            raise _Damaged("its contents do not match the stored SHA-256 checksum: the file is damaged or was edited.")
-    except _Damaged as exc:
-        raise FileFormatError(f"Cannot load a kronsgd model from '{path}': {exc}") from None
-    return meta, arrays
+    return read_checked_file(path, "model", lambda meta, entries: _read_arrays(entries, _check_format(meta, entries)))
 
 
 def _check_format(meta: dict | None, entries: dict) -> dict:
     if meta is None:
         found = ", ".join(sorted(entries)[:5]) or "nothing"
-        raise _Damaged(
+        raise Damaged(
             f"it is a .npz archive but not a kronsgd model (its metadata entry is missing or not UTF-8 JSON; "
             f"it holds {found})."
         )
     if meta.get("format") != FORMAT_NAME:
-        raise _Damaged(f"its format is {meta.get('format')!r}, not {FORMAT_NAME!r}.")
+        raise Damaged(f"its format is {meta.get('format')!r}, not {FORMAT_NAME!r}.")
     version = meta.get("format_version")
     if version not in _READABLE:
         writer = meta.get("library_version", "an unknown version")
         advice = "Upgrade kronsgd to read it." if isinstance(version, int) and version > FORMAT_VERSION else ""
-        raise _Damaged(
+        raise Damaged(
             f"it is in format version {version!r} (written by kronsgd {writer}), but this kronsgd reads "
             f"format versions {', '.join(map(str, _READABLE))}. {advice}".rstrip()
         )
@@ -160,7 +169,7 @@ def _check_metadata(meta: dict) -> None:
     if not (isinstance(digest, dict) and digest.get("algorithm") == "sha256" and isinstance(digest.get("value"), str)):
         problems.append("checksum")
     if problems:
-        raise _Damaged(f"its metadata field(s) {', '.join(problems)} are missing or malformed: the file is damaged.")
+        raise Damaged(f"its metadata field(s) {', '.join(problems)} are missing or malformed: the file is damaged.")
 
 
 def _read_arrays(entries: dict[str, np.ndarray], meta: dict) -> dict[str, np.ndarray]:
@@ -174,14 +183,14 @@ def _read_arrays(entries: dict[str, np.ndarray], meta: dict) -> dict[str, np.nda
     present = set(entries)
     if present != set(expected):
         missing, extra = sorted(set(expected) - present), sorted(present - set(expected))
-        raise _Damaged(
+        raise Damaged(
             f"its entries do not match its metadata (missing {missing or 'none'}, unexpected {extra or 'none'})."
         )
     arrays = {}
     for name, (shape, dtype) in expected.items():
         array = entries[name]
         if array.shape != shape or array.dtype != dtype:
-            raise _Damaged(
+            raise Damaged(
                 f"entry '{name}' has shape {array.shape} and dtype {array.dtype}, but the metadata say "
                 f"{shape} and {dtype}: the file is damaged."
             )

@@ -22,8 +22,9 @@ import os
 import numpy as np
 
 from .._version import __version__
-from ..base.atomic import checksum, read_npz, write_atomic
-from ..base.errors import FileFormatError, KronsgdError, ValidationError
+from ..base.atomic import write_atomic
+from ..base.errors import ValidationError
+from ..model.files import Damaged, read_checked_file
 
 FORMAT_NAME = "kronsgd.KernelModel"
 FORMAT_VERSION = 1
@@ -56,8 +57,6 @@ def save_kernel_model(model, path) -> None:
     write_atomic(text, meta, arrays)
 
 
-class _Damaged(KronsgdError):
-    """Internal: what is wrong with a file; ``read_kernel_file`` names the path."""
 
 
 def read_kernel_file(path) -> tuple[dict, dict[str, np.ndarray]]:
@@ -66,30 +65,21 @@ def read_kernel_file(path) -> tuple[dict, dict[str, np.ndarray]]:
     Raises FileFormatError naming the path for a missing, foreign, other-version, truncated
     or damaged file (checksum, shapes or archive structure).
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileFormatError(f"Cannot load a kronsgd kernel model from '{path}': no such file.")
-    try:
-        try:
-            meta, entries = read_npz(path, "kronsgd model")
-        except FileFormatError as exc:
-            raise _Damaged(str(exc)) from None
+
+    def check(meta, entries):
         if meta is None or meta.get("format") != FORMAT_NAME:
-            raise _Damaged(f"it is not a {FORMAT_NAME} file.")
+            raise Damaged(f"it is not a {FORMAT_NAME} file.")
         version = meta.get("format_version")
         if version != FORMAT_VERSION:
             advice = " Upgrade kronsgd to read it." if isinstance(version, int) and version > FORMAT_VERSION else ""
-            raise _Damaged(
+            raise Damaged(
                 f"it is in format version {version!r} (written by kronsgd {meta.get('library_version', '?')}), "
                 f"but this kronsgd reads format version {FORMAT_VERSION}.{advice}"
             )
         _check_metadata(meta)
-        arrays = _read_arrays(entries, meta)
-        if checksum(meta, arrays) != meta["checksum"]["value"]:
-            raise _Damaged("its contents do not match the stored SHA-256 checksum: the file is damaged or was edited.")
-    except _Damaged as exc:
-        raise FileFormatError(f"Cannot load a kronsgd kernel model from '{path}': {exc}") from None
-    return meta, arrays
+        return _read_arrays(entries, meta)
+
+    return read_checked_file(path, "kernel model", check)
 
 
 def _is_int(value) -> bool:
@@ -118,7 +108,7 @@ def _check_metadata(meta: dict) -> None:
     }
     problems = [key for key, ok in checks.items() if not ok]
     if problems:
-        raise _Damaged(f"its metadata field(s) {', '.join(problems)} are missing or malformed: the file is damaged.")
+        raise Damaged(f"its metadata field(s) {', '.join(problems)} are missing or malformed: the file is damaged.")
 
 
 def _read_arrays(entries: dict[str, np.ndarray], meta: dict) -> dict[str, np.ndarray]:
@@ -131,7 +121,7 @@ def _read_arrays(entries: dict[str, np.ndarray], meta: dict) -> dict[str, np.nda
         expected["classes"] = (C,)
     if set(entries) != set(expected):
         missing, extra = sorted(set(expected) - set(entries)), sorted(set(entries) - set(expected))
-        raise _Damaged(
+        raise Damaged(
             f"its entries do not match its metadata (missing {missing or 'none'}, unexpected {extra or 'none'})."
         )
     arrays = {}
@@ -139,7 +129,7 @@ def _read_arrays(entries: dict[str, np.ndarray], meta: dict) -> dict[str, np.nda
         array = entries[name]
         dtype_ok = array.dtype.kind in "biufU" if name == "classes" else array.dtype == f64
         if array.shape != shape or not dtype_ok:
-            raise _Damaged(
+            raise Damaged(
                 f"entry '{name}' has shape {array.shape} and dtype {array.dtype}, but the metadata say {shape}"
                 f"{'' if name == 'classes' else ' and float64'}: the file is damaged."
             )
