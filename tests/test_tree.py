@@ -339,3 +339,16 @@ def test_fired_is_validated_and_auto_is_recorded():
     auto = KronSGD(net, data, y, **kw)
     assert auto.fired_mode in ("scan", "tree") and (auto.tree is not None) == (auto.fired_mode == "tree")
     assert auto.run(3)[-1]["fired_mode"] == auto.fired_mode
+
+
+def test_explicit_batches_larger_than_the_batch_size_take_the_tree_path_safely():
+    """run(batches=...) may pass more points than batch_size; the tree's buffers grow like the scan's."""
+    data, y = _task()
+    runs = []
+    for fired in ("scan", "tree"):
+        net = TwoLayerNet(data.dims, width=120, outputs=2, shift=1.0, seed=1)
+        trainer = KronSGD(net, data, y, lr=0.3, batch_size=2, dtype=np.float64, fired=fired, window=1)
+        trainer.run(batches=[np.arange(k, k + 9) for k in range(0, 30, 3)])
+        runs.append(trainer)
+    np.testing.assert_array_equal(runs[1].P, runs[0].P)
+    np.testing.assert_array_equal(runs[1].alpha, runs[0].alpha)

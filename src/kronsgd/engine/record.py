@@ -83,18 +83,24 @@ class Buffers:
     """Scratch a producer reuses from step to step (grown when a batch needs more)."""
 
     def __init__(self, m: int, outputs: int, batch: int, pairs: int, dtype):
-        self.m, self.dtype = m, np.dtype(dtype)
-        self.cols = np.zeros(m * batch, dtype=self.dtype)  # flat; viewed as (m, B)
+        self.m, self.outputs, self.dtype = m, outputs, np.dtype(dtype)
+        self._allocate(batch)
+        self.grow_pairs(pairs)
+
+    def _allocate(self, batch: int) -> None:
+        self.cols = np.zeros(self.m * batch, dtype=self.dtype)  # flat; viewed as (m, B)
         self.local = np.arange(batch, dtype=np.int64)  # column i of cols is batch point i
         self.fired_ptr = np.zeros(batch + 1, dtype=np.int64)
-        self.fired_rows = np.zeros(pairs, dtype=np.int64)
-        self.coefs = np.zeros(pairs, dtype=self.dtype)
-        self.f = np.zeros((batch, outputs), dtype=np.float64)
+        self.f = np.zeros((batch, self.outputs), dtype=np.float64)
+
+    def fit(self, batch: int) -> None:
+        """Room for a batch of ``batch`` points (an explicit batch may exceed the batch size)."""
+        if batch > self.local.size:
+            self._allocate(batch)
 
     def columns(self, batch: int) -> np.ndarray:
         """An (m, batch) view of the column buffer, grown if needed."""
-        if batch > self.local.size:
-            self.__init__(self.m, self.f.shape[1], batch, self.fired_rows.size, self.dtype)
+        self.fit(batch)
         return self.cols[: self.m * batch].reshape(self.m, batch)
 
     def grow_pairs(self, pairs: int) -> None:
@@ -114,6 +120,7 @@ def compute_update(cols, batch, a, shift, y_batch, lr, gram_bound, buffers: Buff
     m, B = a.shape[0], batch.size
     inv_sqrt_m = 1.0 / np.sqrt(m)
     b = buffers
+    b.fit(B)  # the tree's path has no columns to grow them
     f = b.f[:B]
 
     def forward() -> int:
