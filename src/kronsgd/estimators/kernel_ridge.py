@@ -10,7 +10,8 @@ With H = Q diag(λ) Qᵀ, every ridge value costs O(n²) once the eigendecomposi
 the exact leave-one-out and generalised cross-validation formulas of scikit-learn's
 ``_RidgeGCV`` (Rifkin & Lippert, "Notes on regularized least squares", 2007). All ridge
 values of a grid are evaluated together by two GEMMs. A fixed α is solved by Cholesky
-(n³/3 flops against about 9n³ for the eigendecomposition).
+(n³/3 flops against about 9n³ for the eigendecomposition): one LAPACK call up to
+``cholesky.DIRECT_MAX``, by tiles beyond (LAPACK's threaded dpotrf crashes there).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 from threadpoolctl import threadpool_limits
+
+from .cholesky import DIRECT_MAX, factor_lower, solve_lower
 
 _ROWS_BYTES = 64 * 2**20  # one (rows, n) temporary of squared eigenvector entries stays this small
 
@@ -131,7 +134,10 @@ def cholesky_solve(H: np.ndarray, Y: np.ndarray, alpha: float, rebuild=None) -> 
     """
     shifted = H if rebuild is not None else H.copy()  # (n, n)
     shifted.flat[:: shifted.shape[0] + 1] += alpha
-    try:  # symmetric: the transpose is the same matrix in Fortran order, which LAPACK factors in place
+    try:
+        if shifted.shape[0] > DIRECT_MAX:  # LAPACK's threaded dpotrf crashes there: by tiles (estimators.cholesky)
+            return solve_lower(factor_lower(shifted), Y)
+        # symmetric: the transpose is the same matrix in Fortran order, which LAPACK factors in place
         with lapack_threads():
             factor = scipy.linalg.cho_factor(shifted.T, lower=False, overwrite_a=True, check_finite=False)
         return scipy.linalg.cho_solve(factor, Y, check_finite=False)
