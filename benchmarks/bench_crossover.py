@@ -42,7 +42,9 @@ from kronsgd import KroneckerData, KronMLPClassifier, KronMLPRegressor, KronNTKC
 
 DIMS = (8, 8)
 DIMS16 = (256, 256)  # --data synthetic16: d = 2^16
-LABELS = {"kernel": "KronNTK* (kernel limit)", "net": "KronMLP*", "sklearn": "sklearn MLPClassifier"}
+LABELS = {"kernel": "KronNTK* (kernel limit)", "net": "KronMLP*", "tuned": "KronMLP*, tuned",
+          "sklearn": "sklearn MLPClassifier", "torch": "same net, dense PyTorch"}
+TUNED_STEPS = 20_000  # the tuned net: at least this many steps (the photos reach ~0.95 there), float32, 2 workers
 
 
 def task(n: int, seed: int, dims: tuple[int, int] = DIMS):
@@ -115,19 +117,73 @@ def digits_rows(sizes: list[int]) -> list[dict]:
     return rows
 
 
+def tuned_net(n: int, batch: int = 32):
+    """KronMLPClassifier tuned for the photos: float32, two asynchronous workers, >= TUNED_STEPS steps."""
+    epochs = max(20, -(-TUNED_STEPS * batch // n))
+    return KronMLPClassifier(random_state=0, dtype="float32", workers=2, max_iter=epochs, batch_size=batch)
+
+
+def torch_run(train, test, epochs: int = 20) -> dict:
+    """The same net and step rule in dense PyTorch float32 (bench_e2e.torch_curve), fit + predict timed."""
+    from bench_e2e import torch_curve
+
+    (X, y), (X_test, y_test) = train, test
+    started = time.perf_counter()
+    result = torch_curve((X, X_test, y, y_test), width=1024, seed=0, epochs=epochs)
+    return {"seconds": time.perf_counter() - started, "test_error": 1.0 - result["accuracy"],
+            "load": os.getloadavg()[0]}  # fmt: skip
+
+
+def photos_rows(sizes: list[int], auto_max: int, dense_max: int) -> list[dict]:
+    """The photos patches split by place (_photos.photos_spatial), 1,000 test patches."""
+    from sklearn.neural_network import MLPClassifier
+
+    from _photos import photos_spatial
+
+    rows, alpha = [], "auto"
+    for n in sizes:
+        X, X_test, y, y_test = photos_spatial(n, 1000, seed=0)
+        train, test = (X, y), (X_test, y_test)
+        del X, X_test
+        # Half the free memory (the default budget) is short of one 32,000² float64 matrix once X
+        # (4 GiB) is loaded: the run grants 14 GiB, as a user of this 24 GiB machine would.
+        budget = None if n < 20_000 else 14 * 2**30
+        kernel = KronNTKClassifier(alpha="auto" if n <= auto_max else alpha, memory_budget=budget)
+        row = {"n": n, "kernel": run(kernel, train, test)}
+        row["kernel"] |= {"alpha": kernel.alpha_, "auto": n <= auto_max, "rank": int(kernel.rank_)}
+        if n <= auto_max:
+            alpha = kernel.alpha_
+        del kernel
+        log("  kernel " + json.dumps(row["kernel"]))
+        row["net"] = run(KronMLPClassifier(random_state=0), train, test)
+        log("  net " + json.dumps(row["net"]))
+        tuned = tuned_net(n)
+        row["tuned"] = run(tuned, train, test) | {"epochs": tuned.max_iter}
+        log("  tuned " + json.dumps(row["tuned"]))
+        if n <= dense_max:  # dense baselines: X (n, 16384) through every epoch
+            row["torch"] = torch_run(train, test)
+            log("  torch " + json.dumps(row["torch"]))
+            row["sklearn"] = run(MLPClassifier(random_state=0), train, test)
+            log("  sklearn " + json.dumps(row["sklearn"]))
+        rows.append(row)
+        log("  " + json.dumps(row))
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", choices=("synthetic", "synthetic16", "digits"), default="synthetic")
+    parser.add_argument("--data", choices=("synthetic", "synthetic16", "digits", "photos"), default="synthetic")
     parser.add_argument("--quick", action="store_true", help="n = 500, 1000 only")
     parser.add_argument("--sizes", help="default 1000,2000,4000,8000 (digits: 200,400,800,1347)")
     parser.add_argument("--auto-max", type=int, default=4000, help="largest n of the kernel's alpha='auto'")
+    parser.add_argument("--dense-max", type=int, default=8000, help="photos: largest n of PyTorch and scikit-learn")
     parser.add_argument("--out", help="default bench-out/bench_crossover.json (digits: ..._digits.json)")
     parser.add_argument("--picture", help="default docs/crossover.png (digits: docs/crossover_digits.png)")
     parser.add_argument("--replot", metavar="JSON", help="only draw the picture again from a saved run")
     args = parser.parse_args(argv)
-    digits = args.data == "digits"
+    digits = args.data in ("digits", "photos")  # classification: error is 1 - accuracy
     dims = DIMS16 if args.data == "synthetic16" else DIMS
-    suffix = {"digits": "_digits", "synthetic16": "_synthetic16"}.get(args.data, "")
+    suffix = {"digits": "_digits", "synthetic16": "_synthetic16", "photos": "_photos"}.get(args.data, "")
     out, picture_path = Path(args.out or f"bench-out/bench_crossover{suffix}.json"), Path(
         args.picture or f"docs/crossover{suffix}.png"
     )
@@ -137,17 +193,22 @@ def main(argv=None) -> int:
             r["kernel"].setdefault("auto", r["n"] <= 4000)
         picture(saved["rows"], picture_path, saved.get("data", "synthetic"))
         return 0
-    default = {"digits": "200,400,800,1347", "synthetic16": "2000,8000"}.get(args.data, "1000,2000,4000,8000")
+    default = {"digits": "200,400,800,1347", "synthetic16": "2000,8000", "photos": "2000,8000,32000"}.get(
+        args.data, "1000,2000,4000,8000")
     sizes = [500, 1000] if args.quick else [int(s) for s in (args.sizes or default).split(",")]
-    if args.data == "synthetic16" and args.auto_max == 4000:  # "auto" only at the first n: too slow above
+    if args.data in ("synthetic16", "photos") and args.auto_max == 4000:  # "auto" only at the first n: too slow above
         args.auto_max = sizes[0]
-    rows = digits_rows(sizes) if digits else synthetic_rows(sizes, args.auto_max, dims)
-    keys = [k for k in LABELS if k in rows[0]]
+    if args.data == "photos":
+        rows = photos_rows(sizes, args.auto_max, args.dense_max)
+    else:
+        rows = digits_rows(sizes) if digits else synthetic_rows(sizes, args.auto_max, dims)
+    keys = [k for k in LABELS if any(k in r for r in rows)]
     error = "1-acc" if digits else "1-R²"
     header = " ".join(f"{k + ' s':>10} {k + ' ' + error:>14}" for k in keys)
     print(f"{'n':>6} {header} {'net / kernel time':>17}")
     for r in rows:
-        cells = " ".join(f"{r[k]['seconds']:>10.2f} {r[k]['test_error']:>14.4f}" for k in keys)
+        cells = " ".join(f"{r[k]['seconds']:>10.2f} {r[k]['test_error']:>14.4f}" if k in r else f"{'-':>10} {'-':>14}"
+                         for k in keys)
         print(f"{r['n']:>6} {cells} {r['net']['seconds'] / r['kernel']['seconds']:>16.2f}x")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"dims": dims, "data": args.data, "machine": machine_info()}
@@ -163,25 +224,25 @@ def picture(rows: list[dict], path: Path, data: str = "synthetic") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    n = [r["n"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, style in zip(LABELS, ("o-", "s-", "^:"), strict=True):
-        if key in rows[0]:
-            left.plot(n, [r[key]["seconds"] for r in rows], style, label=LABELS[key])
-            right.plot(n, [r[key]["test_error"] for r in rows], style, label=LABELS[key])
+    for key, style in zip(LABELS, ("o-", "s-", "s--", "^:", "v:"), strict=True):
+        have = [r for r in rows if key in r]
+        if have:
+            left.plot([r["n"] for r in have], [r[key]["seconds"] for r in have], style, label=LABELS[key])
+            right.plot([r["n"] for r in have], [r[key]["test_error"] for r in have], style, label=LABELS[key])
     fixed = [r for r in rows if not r["kernel"]["auto"]]
     if fixed:  # beyond --auto-max the kernel takes a float α: one Cholesky instead of an eigendecomposition
         left.plot([r["n"] for r in fixed], [r["kernel"]["seconds"] for r in fixed], "o", mfc="white",
                   color="C0", label="kernel, float α (Cholesky)")
     left.set(xscale="log", yscale="log", xlabel="training points n", ylabel="fit + predict (s)", title="time")
-    ylabel = "test 1 - accuracy" if data == "digits" else "test 1 - R²"
+    ylabel = "test 1 - accuracy" if data in ("digits", "photos") else "test 1 - R²"
     right.set(xscale="log", xlabel="training points n", ylabel=ylabel, title="test error")
     for ax in (left, right):
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
-    title = {"digits": "digits, 8 × 8 images", "synthetic16": "rank-1 points at d = 2^16 (256 ⊗ 256)"}.get(
-        data, "rank-1 points at d = 64")
-    fig.suptitle(f"Kernel limit vs finite net, {title} (defaults)")
+    title = {"digits": "digits, 8 × 8 images", "synthetic16": "rank-1 points at d = 2^16 (256 ⊗ 256)",
+             "photos": "photo patches 128 × 128, split by place"}.get(data, "rank-1 points at d = 64")
+    fig.suptitle(f"Kernel limit vs finite net, {title}")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -76,3 +76,33 @@ def test_the_kernel_memory_is_what_the_estimator_accepts():
         KronNTKRegressor(alpha=alpha, memory_budget=need.nbytes, factor_shape=(3, 4)).fit(X, y)
         with pytest.raises(MemoryBudgetError):
             KronNTKRegressor(alpha=alpha, memory_budget=need.nbytes - 1, factor_shape=(3, 4)).fit(X, y)
+
+
+def test_core_seconds_runs_on_one_thread_and_restores_the_pools():
+    import numba
+    from threadpoolctl import threadpool_info
+
+    from kronsgd.advisor.solvers import core_seconds
+
+    before = (numba.get_num_threads(), [lib["num_threads"] for lib in threadpool_info()])
+    seen = []
+
+    def probe():
+        seen.append((numba.get_num_threads(), {lib["num_threads"] for lib in threadpool_info()}))
+
+    assert core_seconds(probe, repeats=2) > 0
+    assert seen == [(1, {1})] * 3  # a warm-up and two timed calls, all on one thread
+    assert (numba.get_num_threads(), [lib["num_threads"] for lib in threadpool_info()]) == before
+
+    def fails():
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        core_seconds(fails)
+    assert numba.get_num_threads() == before[0]
+
+
+def test_kernel_rates_scale_one_core_by_the_cores():
+    rates = kernel_rates()
+    assert rates["cores"] >= 1
+    assert rates["gemm64"] == pytest.approx(rates["cores"] * rates["gemm64_core"])

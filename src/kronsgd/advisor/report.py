@@ -15,7 +15,7 @@ from ..data.structure import rank_for_energy, resolve, split
 from ..engine.plan import Sizes, plan_run
 from ..model.net import default_shift, fire_fraction
 from .costs import draw_rate, job_costs, job_lines
-from .solvers import SolverAdvice, advise_solver, best_seconds
+from .solvers import SolverAdvice, advise_solver, core_seconds, parallel_cores
 
 _ITEMSIZE = 4  # KronSGD's default dtype (float32) sets the bytes of P, alpha and G
 _RATES: dict[str, float] = {}  # this machine's measured rates, filled once per process
@@ -24,10 +24,13 @@ _RATES: dict[str, float] = {}  # this machine's measured rates, filled once per 
 def machine_rates() -> dict[str, float]:
     """Rates of this machine for the cost model, measured once per process in about 0.1 s.
 
+    Each is measured in CPU time of one core (``solvers.core_seconds``), so that a busy
+    machine does not change them; the GEMM rate is then scaled by the cores BLAS uses.
+
     Returns
     -------
-    dict with ``gemm`` (float32 multiply-adds/s of a 384³ matrix product: the dense step's
-    kernel at its best), ``bandwidth`` (bytes/s read + written by an in-place add over a
+    dict with ``gemm`` (float32 multiply-adds/s of a 384³ matrix product on all cores: the
+    dense step's kernel at its best), ``bandwidth`` (bytes/s read + written by an in-place add over a
     64 MiB array, larger than the caches: the streaming of touched P rows) and ``update``
     (float32 multiply-adds/s of c @ G[S, :] on a cache-resident (32, 4096) block: the
     arithmetic of the structured update, whose Gram rows stay in cache).
@@ -35,9 +38,9 @@ def machine_rates() -> dict[str, float]:
     if not _RATES:
         rng = np.random.default_rng(0)
         a = rng.standard_normal((384, 384), dtype=np.float32)  # (384, 384)
-        _RATES["gemm"] = 384**3 / best_seconds(lambda: a @ a, 5)
+        _RATES["gemm"] = parallel_cores() * 384**3 / core_seconds(lambda: a @ a, 5)
         stream = np.ones(2**24, dtype=np.float32)  # (16 Mi,) 64 MiB
-        _RATES["bandwidth"] = 2 * stream.nbytes / best_seconds(lambda: np.add(stream, 1.0, out=stream), 3)
+        _RATES["bandwidth"] = 2 * stream.nbytes / core_seconds(lambda: np.add(stream, 1.0, out=stream), 3)
         rows = rng.standard_normal((32, 4096), dtype=np.float32)  # (|S|, n') Gram rows, in cache
         coefs = rng.standard_normal(32, dtype=np.float32)  # (|S|,)
 
@@ -45,7 +48,7 @@ def machine_rates() -> dict[str, float]:
             for _ in range(50):
                 coefs @ rows
 
-        _RATES["update"] = 50 * rows.size / best_seconds(update, 3)
+        _RATES["update"] = 50 * rows.size / core_seconds(update, 3)
     return dict(_RATES)
 
 

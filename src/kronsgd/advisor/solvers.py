@@ -4,8 +4,9 @@ The same network can be fitted three ways (DESIGN.md §9):
 
 * **kernel** (``KronNTK*``): its infinite-width limit, kernel ridge regression with the NTK.
   Time: the n x n kernel from the factors (n²/2 entries of min(d, R² Σ d_l) multiply-adds
-  each) plus the solve (Cholesky n³/3 for a fixed α, an eigendecomposition of about 5 n³
-  GEMM-equivalents for alpha="auto"), float64. Memory: one or two n x n float64 matrices.
+  each) plus the solve (Cholesky n³/3 for a fixed α, 1.6x that by tiles beyond n = 16,384;
+  an eigendecomposition of about 5 n³ one-core GEMM-equivalents for alpha="auto"),
+  float64. Memory: one or two n x n float64 matrices.
 * **sgd** (``KronMLP*``/``KronSGD``): set-up (the Gram matrix, n²/2 entries again, when
   it is kept, and the initial pre-activations P0, m · n · d multiply-adds) and ``epochs``
   passes of steps whose cost does not grow with d. Memory: P and α (m x n) and the Gram
@@ -13,9 +14,11 @@ The same network can be fitted three ways (DESIGN.md §9):
 * **dense** SGD on the materialised x and W: 2 · m · |S| · d multiply-adds per step; memory
   m · d + n · d.
 
-Times come from this machine's measured rates (``machine_rates`` and a float64 GEMM), so
-they are estimates, good to a small factor; the recommendation is the fastest solver whose
-memory fits the budget, with the reason. KronSGD's time is that of ``epochs`` passes at its
+Times come from this machine's measured rates (``machine_rates`` and a float64 GEMM), taken
+in CPU time of one core and scaled by the cores (so the advice does not change with the
+load of a shared machine: it predicts the time on an idle one). They are estimates, good to
+a small factor; the recommendation is the fastest solver whose memory fits the budget, with
+the reason. KronSGD's time is that of ``epochs`` passes at its
 cost model's step time and BLAS-speed set-up; the kernel's is that of the exact
 infinite-width solution with α chosen by leave-one-out, which SGD approaches only with
 enough steps (DESIGN.md §9: 0.97 test accuracy for the kernel in 7 s on the photos patches,
@@ -26,44 +29,78 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from ..base.memory import GRAM_SHARE, format_bytes, resolve_budget
+from ..estimators.cholesky import DIRECT_MAX
 from ..theory.orthant_table import orthant_table
 
 _EIGH_GEMMS = 5.0  # eigh with vectors ≈ 5 GEMMs of the same n (measured, 1 thread, n = 1,400: 0.8 s vs 0.19 s)
 _CHOLESKY_GEMMS = 1.0 / 3.0  # n³/3 multiply-adds at GEMM speed
+_TILES_SLOWER = 1.6  # the tiled Cholesky against LAPACK's (measured at n = 8,192: 1.56-1.71x)
 _RATES64: dict[str, float] = {}  # measured once per process
 ALPHA_CANDIDATES = 29  # KronNTK*'s alpha="auto" grid (estimators/ntk.py, ALPHA_GRID): its memory grows with it
 
 
 def kernel_rates() -> dict[str, float]:
-    """This machine's float64 GEMM rate and NTK entry time, measured once in about 30 ms.
+    """This machine's float64 GEMM rate and NTK entry time, measured once in about 50 ms.
 
     Returns
     -------
-    dict with ``gemm64`` (multiply-adds/s of a 384³ float64 product) and ``entry``
-    (seconds to turn one correlation into an NTK entry: an arcsin and a polynomial).
+    dict with ``gemm64`` (multiply-adds/s of a 384³ float64 product on all ``cores``),
+    ``gemm64_core`` (the same on one core), ``entry`` (seconds to turn one correlation into
+    an NTK entry, an arcsin and a polynomial, on all cores) and ``cores``. Measured in CPU
+    time of one core (``core_seconds``) and scaled by the cores: the same on a busy machine.
     """
     if not _RATES64:
+        cores = parallel_cores()
         a = np.random.default_rng(0).standard_normal((384, 384))  # (384, 384)
-        _RATES64["gemm64"] = 384**3 / best_seconds(lambda: a @ a)
+        _RATES64["gemm64_core"] = 384**3 / core_seconds(lambda: a @ a)
+        _RATES64["gemm64"] = cores * _RATES64["gemm64_core"]
         table = orthant_table(1.0)
         block = np.clip(a / 40.0, -1.0, 1.0)  # (384, 384) correlations
-        _RATES64["entry"] = best_seconds(lambda: table.ntk_inplace(block.copy())) / block.size
+        _RATES64["entry"] = core_seconds(lambda: table.ntk_inplace(block.copy())) / block.size / cores
+        _RATES64["cores"] = float(cores)
     return dict(_RATES64)
 
 
-def best_seconds(fn, repeats: int = 3) -> float:
-    """The fastest of ``repeats`` calls of ``fn`` after one to warm up (first touch, compilation)."""
-    fn()
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
+def parallel_cores() -> int:
+    """Cores that BLAS and numba's parallel loops run on: the fewer of their threads and this process's CPUs."""
+    import numba
+
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cpus = os.cpu_count() or 1
+    blas = [lib["num_threads"] for lib in threadpool_info() if lib.get("user_api") == "blas"]
+    return max(1, min(cpus, numba.get_num_threads(), max(blas, default=cpus)))
+
+
+def core_seconds(fn, repeats: int = 3) -> float:
+    """CPU seconds of one core for ``fn``: the least of ``repeats`` calls after a warm-up.
+
+    BLAS and numba run on one thread and the calling thread's CPU time is counted
+    (``time.thread_time``), not the wall clock: a job that shares the cores stretches the
+    wall time of a calibration by any factor (and the advice with it), not its CPU time.
+    """
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            fn()
+            best = math.inf
+            for _ in range(repeats):
+                start = time.thread_time()
+                fn()
+                best = min(best, time.thread_time() - start)
+    finally:
+        numba.set_num_threads(threads)
     return max(best, 1e-9)
 
 
@@ -131,7 +168,8 @@ def advise_solver(
     gemm_rate : float
         float32 multiply-adds/s (``machine_rates()["gemm"]``).
     gemm64_rate, entry_seconds : float, optional
-        float64 multiply-adds/s and seconds per NTK entry; measured (``kernel_rates``) if None.
+        float64 multiply-adds/s and seconds per NTK entry, on all cores; measured
+        (``kernel_rates``) if None. The eigendecomposition runs at one core's rate.
     budget : int or None
         Bytes; None means half the free memory.
     steps : int, optional
@@ -168,7 +206,10 @@ def advise_solver(
     steps = max(epochs * math.ceil(n / batch_size), 500) if steps is None else steps
 
     gram64 = n * n / 2 * (entry / rate64 + entry_seconds)
-    solve = (_EIGH_GEMMS if alpha_auto else _CHOLESKY_GEMMS) * n**3 / rate64
+    if alpha_auto:  # the tridiagonal reduction gains little from a second core: at one core's rate
+        solve = _EIGH_GEMMS * n**3 / measured.get("gemm64_core", rate64 / _cores(measured))
+    else:  # GEMM-bound on all cores; by tiles beyond DIRECT_MAX (estimators.cholesky), 1.6x LAPACK's time
+        solve = _CHOLESKY_GEMMS * n**3 / rate64 * (_TILES_SLOWER if n > DIRECT_MAX else 1.0)
     # The least KronNTK*.fit accepts: H, and for alpha="auto" its eigenvectors (LAPACK's
     # O(n)-workspace driver) with the coefficients of every candidate; else the solution.
     A = ALPHA_CANDIDATES
@@ -218,6 +259,10 @@ def advise_solver(
         if not kernel.fits and "kernel" in choices:
             reason += f"; the kernel's n x n matrices ({format_bytes(kernel.nbytes)}) exceed the budget"
     return SolverAdvice(estimates, best.name, reason, budget)
+
+
+def _cores(measured: dict) -> float:
+    return measured.get("cores") or float(parallel_cores())
 
 
 def _seconds(value: float) -> str:
