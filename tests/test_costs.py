@@ -30,6 +30,23 @@ def test_job_costs_follow_their_formulas():
     assert not job["gram_from_factors_costs_more"]
 
 
+def test_gram_on_the_fly_leaves_the_set_up():
+    args = (1000, (64, 64), 2, 256, 32, 500, 1e-4, RATES, 2**40)
+    kept, rows = job_costs(*args), job_costs(*args, gram="on_the_fly")
+    gram = 1000 * 1000 * min(4 * 128, 4096) / 1e11
+    for key in ("kron_gaussian", "kron_kronecker"):
+        assert kept[key]["setup"] - rows[key]["setup"] == pytest.approx(gram)
+    assert kept["dense"] == rows["dense"]
+
+
+def test_solver_advice_counts_drawing_w0_in_kronsgd_set_up():
+    from kronsgd.advisor.report import choose_solver
+
+    advice = choose_solver(3000, (128, 128), 4, budget=2**33)
+    sgd = next(e for e in advice.estimates if e.name == "sgd")
+    assert sgd.seconds > 1024 * 128 * 128 / draw_rate()  # W0's m · d normals at this machine's rate
+
+
 def test_advice_says_when_factors_cost_more_and_when_dense_does_not_fit():
     small_d = job_costs(100, (8, 8), 4, 64, 8, 10, 1e-5, RATES, memory=2**40)
     assert small_d["gram_from_factors_costs_more"] and "costs more than a dense one" in small_d["advice"]

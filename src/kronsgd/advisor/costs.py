@@ -33,7 +33,9 @@ def draw_rate() -> float:
     return _DRAW["rate"]
 
 
-def job_costs(n, dims, rank, width, batch, steps, structured_step, rates, memory, init_rank=16, n_predict=None):
+def job_costs(
+    n, dims, rank, width, batch, steps, structured_step, rates, memory, init_rank=16, n_predict=None, gram="precomputed"
+):
     """Predicted seconds of the whole job for each engine, and which is fastest.
 
     Parameters
@@ -52,6 +54,9 @@ def job_costs(n, dims, rank, width, batch, steps, structured_step, rates, memory
         K of init="kronecker".
     n_predict : int, optional
         Points to predict (default n).
+    gram : {"precomputed", "on_the_fly"}, default "precomputed"
+        KronSGD's Gram mode: the n x n Gram matrix is built at set-up, or its rows inside
+        every step (then in ``structured_step``, and not in the set-up).
 
     Returns
     -------
@@ -68,7 +73,7 @@ def job_costs(n, dims, rank, width, batch, steps, structured_step, rates, memory
         return m * d / draw + min(dense, R * m * points * d) / gemm
 
     gram_entry = min(R * R * sum_d, d)
-    gram = n * n * gram_entry / gemm
+    gram = n * n * gram_entry / gemm if gram == "precomputed" else 0.0
     out = {}
     dense_step = 2.0 * m * batch * d / gemm
     fits = 4 * (m + n) * d <= memory

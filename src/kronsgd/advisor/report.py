@@ -204,6 +204,8 @@ def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32
     cost = _step_cost(n, d, tuple(dims), R, width, S, resolve_budget(None))
     shift, p, nnz, rows, rates = cost["shift"], cost["p"], cost["nnz"], cost["rows"], cost["rates"]
     dense_seconds, structured, gram = cost["dense"], cost["structured"], cost["gram"]
+    job = job_costs(n, dims, R, width, S, steps, structured, {"gemm": rates["gemm"], "draw": draw_rate()},
+                    resolve_budget(None), gram=gram)  # fmt: skip
     return StructureReport(
         shape=tuple(dims),
         rank=R,
@@ -238,12 +240,10 @@ def inspect(X, shape="auto", rank="auto", energy=0.99, width=1024, batch_size=32
         candidates=tuple((c.shape, c.rank, c.stored, c.energy) for c in candidates),
         solvers=advise_solver(
             n, tuple(dims), R, width=width, batch_size=S, sgd_step_seconds=structured,
-            dense_step_seconds=dense_seconds, gemm_rate=rates["gemm"],
+            dense_step_seconds=dense_seconds, gemm_rate=rates["gemm"], sgd_setup_seconds=job["kron_gaussian"]["setup"],
         ),
         steps=steps,
-        job=job_costs(
-            n, dims, R, width, S, steps, structured, {"gemm": rates["gemm"], "draw": draw_rate()}, resolve_budget(None)
-        ),
+        job=job,
     )
 
 
@@ -298,10 +298,13 @@ def choose_solver(
         gram, fits = "on_the_fly", False
     sgd_bytes = 2 * dtype.itemsize * width * n + (dtype.itemsize * n * n if gram == "precomputed" else 0)
     cost = _step_cost(n, math.prod(dims), dims, rank, width, S, budget, gram)
+    rates = {"gemm": cost["rates"]["gemm"], "draw": draw_rate()}
+    job = job_costs(n, dims, rank, width, S, 0, cost["structured"], rates, budget, gram=gram)  # its set-up only
     return advise_solver(
         n, dims, rank, width=width, batch_size=S, steps=steps, alpha_auto=alpha_auto, budget=budget,
         sgd_step_seconds=cost["structured"], dense_step_seconds=cost["dense"], gemm_rate=cost["rates"]["gemm"],
         choices=tuple(choices), outputs=outputs, sgd_plan=(gram, sgd_bytes, fits),
+        sgd_setup_seconds=job["kron_gaussian"]["setup"],
     )  # fmt: skip
 
 

@@ -152,6 +152,7 @@ def advise_solver(
     choices: tuple[str, ...] = ("kernel", "sgd", "dense"),
     outputs: int = 1,
     sgd_plan: tuple[str, int, bool] | None = None,
+    sgd_setup_seconds: float | None = None,
 ) -> SolverAdvice:
     """Predict time and memory of the kernel limit, KronSGD and dense SGD, and pick one.
 
@@ -182,6 +183,9 @@ def advise_solver(
     sgd_plan : (gram mode, bytes, fits), optional
         KronSGD's own plan for this run (``engine.plan.plan_run``), used instead of the rule
         below: "precomputed" or "on_the_fly", the bytes of its state and whether they fit.
+    sgd_setup_seconds : float, optional
+        KronSGD's predicted set-up (``costs.job_costs``: drawing W0, P0 by the cheaper route,
+        the Gram matrix when kept); None estimates it as P0 and the Gram matrix at GEMM speed.
 
     Returns
     -------
@@ -228,7 +232,9 @@ def advise_solver(
     if sgd_plan is not None:
         gram_bytes = n * n if sgd_plan[0] == "precomputed" else 0  # only its truth value is used below
         sgd_bytes, sgd_fits = sgd_plan[1], sgd_plan[2]
-    setup = (n * n / 2 * entry if gram_bytes else 0) / gemm_rate + width * n * d / gemm_rate
+    setup = sgd_setup_seconds
+    if setup is None:
+        setup = (n * n / 2 * entry if gram_bytes else 0) / gemm_rate + width * n * d / gemm_rate
     sgd = SolverEstimate(
         "sgd",
         setup + steps * sgd_step_seconds,
