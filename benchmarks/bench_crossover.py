@@ -38,7 +38,14 @@ from pathlib import Path
 import numpy as np
 
 from _common import log, machine_info
-from kronsgd import KroneckerData, KronMLPClassifier, KronMLPRegressor, KronNTKClassifier, KronNTKRegressor
+from kronsgd import (
+    KroneckerData,
+    KronMLPClassifier,
+    KronMLPRegressor,
+    KronNTKClassifier,
+    KronNTKRegressor,
+    MemoryBudgetError,
+)
 
 DIMS = (8, 8)
 DIMS16 = (256, 256)  # --data synthetic16: d = 2^16
@@ -91,10 +98,16 @@ def synthetic_rows(sizes: list[int], auto_max: int, dims: tuple[int, int] = DIMS
     for n in sizes:
         train = task(n, seed=n, dims=dims)
         kernel = KronNTKRegressor(alpha="auto" if n <= auto_max else alpha)
-        row = {"n": n, "kernel": run(kernel, train, test), "net": run(KronMLPRegressor(random_state=0), train, test)}
-        row["kernel"]["alpha"], row["kernel"]["auto"] = kernel.alpha_, n <= auto_max
+        row = {"n": n}
+        try:
+            row["kernel"] = run(kernel, train, test) | {"alpha": kernel.alpha_, "auto": n <= auto_max}
+        except MemoryBudgetError as exc:  # the kernel's n² beyond this machine: the net alone
+            row["kernel_refused"] = str(exc)
+            log(f"  kernel refused at n = {n}: {exc}")
+        del kernel
+        row["net"] = run(KronMLPRegressor(random_state=0), train, test)
         if n <= auto_max:
-            alpha = kernel.alpha_
+            alpha = row["kernel"]["alpha"]
         rows.append(row)
         log("  " + json.dumps(row))
     return rows
@@ -190,7 +203,8 @@ def main(argv=None) -> int:
     if args.replot:
         saved = json.loads(Path(args.replot).read_text())
         for r in saved["rows"]:  # runs saved before the flag was recorded used the default --auto-max
-            r["kernel"].setdefault("auto", r["n"] <= 4000)
+            if "kernel" in r:
+                r["kernel"].setdefault("auto", r["n"] <= 4000)
         picture(saved["rows"], picture_path, saved.get("data", "synthetic"))
         return 0
     default = {"digits": "200,400,800,1347", "synthetic16": "2000,8000", "photos": "2000,8000,32000"}.get(
@@ -209,7 +223,8 @@ def main(argv=None) -> int:
     for r in rows:
         cells = " ".join(f"{r[k]['seconds']:>10.2f} {r[k]['test_error']:>14.4f}" if k in r else f"{'-':>10} {'-':>14}"
                          for k in keys)
-        print(f"{r['n']:>6} {cells} {r['net']['seconds'] / r['kernel']['seconds']:>16.2f}x")
+        ratio = f"{r['net']['seconds'] / r['kernel']['seconds']:>16.2f}x" if "kernel" in r else f"{'-':>17}"
+        print(f"{r['n']:>6} {cells} {ratio}")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"dims": dims, "data": args.data, "machine": machine_info()}
     out.write_text(json.dumps({"rows": rows} | meta, indent=1))
@@ -230,7 +245,7 @@ def picture(rows: list[dict], path: Path, data: str = "synthetic") -> None:
         if have:
             left.plot([r["n"] for r in have], [r[key]["seconds"] for r in have], style, label=LABELS[key])
             right.plot([r["n"] for r in have], [r[key]["test_error"] for r in have], style, label=LABELS[key])
-    fixed = [r for r in rows if not r["kernel"]["auto"]]
+    fixed = [r for r in rows if "kernel" in r and not r["kernel"]["auto"]]
     if fixed:  # beyond --auto-max the kernel takes a float α: one Cholesky instead of an eigendecomposition
         left.plot([r["n"] for r in fixed], [r["kernel"]["seconds"] for r in fixed], "o", mfc="white",
                   color="C0", label="kernel, float α (Cholesky)")

@@ -5,7 +5,7 @@ The same network can be fitted three ways (DESIGN.md §9):
 * **kernel** (``KronNTK*``): its infinite-width limit, kernel ridge regression with the NTK.
   Time: the n x n kernel from the factors (n²/2 entries of min(d, R² Σ d_l) multiply-adds
   each) plus the solve (Cholesky n³/3 for a fixed α, 1.6x that by tiles beyond n = 16,384;
-  an eigendecomposition of about 5 n³ one-core GEMM-equivalents for alpha="auto"),
+  an eigendecomposition of about 5 n³ GEMM-equivalents for alpha="auto"),
   float64. Memory: one or two n x n float64 matrices.
 * **sgd** (``KronMLP*``/``KronSGD``): set-up (the Gram matrix, n²/2 entries again, when
   it is kept, and the initial pre-activations P0, m · n · d multiply-adds) and ``epochs``
@@ -39,7 +39,7 @@ from ..base.memory import GRAM_SHARE, format_bytes, resolve_budget
 from ..estimators.cholesky import DIRECT_MAX
 from ..theory.orthant_table import orthant_table
 
-_EIGH_GEMMS = 5.0  # eigh with vectors ≈ 5 GEMMs of the same n (measured, 1 thread, n = 1,400: 0.8 s vs 0.19 s)
+_EIGH_GEMMS = 5.0  # eigh with vectors ≈ 5 GEMMs of the same n (1 thread, n = 1,400: 0.8 s vs 0.19 s; 2 threads alike)
 _CHOLESKY_GEMMS = 1.0 / 3.0  # n³/3 multiply-adds at GEMM speed
 _TILES_SLOWER = 1.6  # the tiled Cholesky against LAPACK's (measured at n = 8,192: 1.56-1.71x)
 _RATES64: dict[str, float] = {}  # measured once per process
@@ -170,7 +170,7 @@ def advise_solver(
         float32 multiply-adds/s (``machine_rates()["gemm"]``).
     gemm64_rate, entry_seconds : float, optional
         float64 multiply-adds/s and seconds per NTK entry, on all cores; measured
-        (``kernel_rates``) if None. The eigendecomposition runs at one core's rate.
+        (``kernel_rates``) if None.
     budget : int or None
         Bytes; None means half the free memory.
     steps : int, optional
@@ -210,10 +210,10 @@ def advise_solver(
     steps = max(epochs * math.ceil(n / batch_size), 500) if steps is None else steps
 
     gram64 = n * n / 2 * (entry / rate64 + entry_seconds)
-    if alpha_auto:  # the tridiagonal reduction gains little from a second core: at one core's rate
-        solve = _EIGH_GEMMS * n**3 / measured.get("gemm64_core", rate64 / _cores(measured))
-    else:  # GEMM-bound on all cores; by tiles beyond DIRECT_MAX (estimators.cholesky), 1.6x LAPACK's time
-        solve = _CHOLESKY_GEMMS * n**3 / rate64 * (_TILES_SLOWER if n > DIRECT_MAX else 1.0)
+    # On an idle machine both use every core (eigh measured 5.5 s at n = 4,000 on 2 cores: 5 GEMMs
+    # at the 2-core rate); Cholesky by tiles beyond DIRECT_MAX (estimators.cholesky), 1.6x LAPACK's time.
+    solve = _EIGH_GEMMS * n**3 / rate64 if alpha_auto else _CHOLESKY_GEMMS * n**3 / rate64
+    solve *= _TILES_SLOWER if n > DIRECT_MAX and not alpha_auto else 1.0
     # The least KronNTK*.fit accepts: H, and for alpha="auto" its eigenvectors (LAPACK's
     # O(n)-workspace driver) with the coefficients of every candidate; else the solution.
     A = ALPHA_CANDIDATES
@@ -265,10 +265,6 @@ def advise_solver(
         if not kernel.fits and "kernel" in choices:
             reason += f"; the kernel's n x n matrices ({format_bytes(kernel.nbytes)}) exceed the budget"
     return SolverAdvice(estimates, best.name, reason, budget)
-
-
-def _cores(measured: dict) -> float:
-    return measured.get("cores") or float(parallel_cores())
 
 
 def _seconds(value: float) -> str:
