@@ -52,6 +52,7 @@ DIMS16 = (256, 256)  # --data synthetic16: d = 2^16
 LABELS = {"kernel": "KronNTK* (kernel limit)", "net": "KronMLP*", "tuned": "KronMLP*, tuned",
           "sklearn": "sklearn MLPClassifier", "torch": "same net, dense PyTorch"}
 TUNED_STEPS = 20_000  # the tuned net: at least this many steps (the photos reach ~0.95 there), float32, 2 workers
+TUNED_BUDGET = 18 * 2**30  # ... and a budget whose quarter holds the float32 Gram matrix at n = 32,000
 
 
 def task(n: int, seed: int, dims: tuple[int, int] = DIMS):
@@ -92,9 +93,9 @@ def run(estimator, train, test) -> dict:
     return {"seconds": seconds, "test_error": error, "load": os.getloadavg()[0]}
 
 
-def synthetic_rows(sizes: list[int], auto_max: int, dims: tuple[int, int] = DIMS) -> list[dict]:
+def synthetic_rows(sizes: list[int], auto_max: int, dims: tuple[int, int] = DIMS, alpha="auto") -> list[dict]:
     test = task(1000, seed=999, dims=dims)
-    rows, alpha = [], "auto"
+    rows = []
     for n in sizes:
         train = task(n, seed=n, dims=dims)
         kernel = KronNTKRegressor(alpha="auto" if n <= auto_max else alpha)
@@ -131,9 +132,12 @@ def digits_rows(sizes: list[int]) -> list[dict]:
 
 
 def tuned_net(n: int, batch: int = 32):
-    """KronMLPClassifier tuned for the photos: float32, two asynchronous workers, >= TUNED_STEPS steps."""
+    """KronMLPClassifier tuned for the photos: float32, two asynchronous workers, >= TUNED_STEPS steps,
+    and a memory budget that keeps the float32 Gram matrix (4 GiB at n = 32,000: computing its
+    rows every step costs n · d multiply-adds a point, hours at that n)."""
     epochs = max(20, -(-TUNED_STEPS * batch // n))
-    return KronMLPClassifier(random_state=0, dtype="float32", workers=2, max_iter=epochs, batch_size=batch)
+    return KronMLPClassifier(random_state=0, dtype="float32", workers=2, max_iter=epochs, batch_size=batch,
+                             memory_budget=TUNED_BUDGET)  # fmt: skip
 
 
 def torch_run(train, test, epochs: int = 20) -> dict:
@@ -147,8 +151,9 @@ def torch_run(train, test, epochs: int = 20) -> dict:
             "load": os.getloadavg()[0]}  # fmt: skip
 
 
-def photos_rows(sizes: list[int], auto_max: int, dense_max: int) -> list[dict]:
-    """The photos patches split by place (_photos.photos_spatial), 1,000 test patches."""
+def photos_rows(sizes: list[int], auto_max: int, dense_max: int, only: set[str]) -> list[dict]:
+    """The photos patches split by place (_photos.photos_spatial), 1,000 test patches; the
+    estimators named in ``only``."""
     from sklearn.neural_network import MLPClassifier
 
     from _photos import photos_spatial
@@ -161,23 +166,29 @@ def photos_rows(sizes: list[int], auto_max: int, dense_max: int) -> list[dict]:
         # Half the free memory (the default budget) is short of one 32,000² float64 matrix once X
         # (4 GiB) is loaded: the run grants 14 GiB, as a user of this 24 GiB machine would.
         budget = None if n < 20_000 else 14 * 2**30
-        kernel = KronNTKClassifier(alpha="auto" if n <= auto_max else alpha, memory_budget=budget)
-        row = {"n": n, "kernel": run(kernel, train, test)}
-        row["kernel"] |= {"alpha": kernel.alpha_, "auto": n <= auto_max, "rank": int(kernel.rank_)}
-        if n <= auto_max:
-            alpha = kernel.alpha_
-        del kernel
-        log("  kernel " + json.dumps(row["kernel"]))
-        row["net"] = run(KronMLPClassifier(random_state=0), train, test)
-        log("  net " + json.dumps(row["net"]))
-        tuned = tuned_net(n)
-        row["tuned"] = run(tuned, train, test) | {"epochs": tuned.max_iter}
-        log("  tuned " + json.dumps(row["tuned"]))
-        if n <= dense_max:  # dense baselines: X (n, 16384) through every epoch
-            row["torch"] = torch_run(train, test)
-            log("  torch " + json.dumps(row["torch"]))
-            row["sklearn"] = run(MLPClassifier(random_state=0), train, test)
-            log("  sklearn " + json.dumps(row["sklearn"]))
+        row = {"n": n}
+        if "kernel" in only:
+            kernel = KronNTKClassifier(alpha="auto" if n <= auto_max else alpha, memory_budget=budget)
+            row["kernel"] = run(kernel, train, test)
+            row["kernel"] |= {"alpha": kernel.alpha_, "auto": n <= auto_max, "rank": int(kernel.rank_)}
+            if n <= auto_max:
+                alpha = kernel.alpha_
+            del kernel
+            log("  kernel " + json.dumps(row["kernel"]))
+        if "net" in only:
+            row["net"] = run(KronMLPClassifier(random_state=0), train, test)
+            log("  net " + json.dumps(row["net"]))
+        if "tuned" in only:
+            tuned = tuned_net(n)
+            row["tuned"] = run(tuned, train, test) | {"epochs": tuned.max_iter}
+            log("  tuned " + json.dumps(row["tuned"]))
+        if n <= dense_max and only & {"torch", "sklearn"}:  # dense baselines: X (n, 16384) through every epoch
+            if "torch" in only:
+                row["torch"] = torch_run(train, test)
+                log("  torch " + json.dumps(row["torch"]))
+            if "sklearn" in only:
+                row["sklearn"] = run(MLPClassifier(random_state=0), train, test)
+                log("  sklearn " + json.dumps(row["sklearn"]))
         rows.append(row)
         log("  " + json.dumps(row))
     return rows
@@ -189,6 +200,10 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="n = 500, 1000 only")
     parser.add_argument("--sizes", help="default 1000,2000,4000,8000 (digits: 200,400,800,1347)")
     parser.add_argument("--auto-max", type=int, default=4000, help="largest n of the kernel's alpha='auto'")
+    parser.add_argument("--estimators", default="kernel,net,tuned,torch,sklearn",
+                        help="photos: which to run (kernel, net, tuned, torch, sklearn)")
+    parser.add_argument("--alpha", type=float, help="synthetic: the kernel's float α beyond --auto-max (default: "
+                        "the one alpha='auto' chose at the largest n up to it)")
     parser.add_argument("--dense-max", type=int, default=8000, help="photos: largest n of PyTorch and scikit-learn")
     parser.add_argument("--out", help="default bench-out/bench_crossover.json (digits: ..._digits.json)")
     parser.add_argument("--picture", help="default docs/crossover.png (digits: docs/crossover_digits.png)")
@@ -213,9 +228,9 @@ def main(argv=None) -> int:
     if args.data in ("synthetic16", "photos") and args.auto_max == 4000:  # "auto" only at the first n: too slow above
         args.auto_max = sizes[0]
     if args.data == "photos":
-        rows = photos_rows(sizes, args.auto_max, args.dense_max)
+        rows = photos_rows(sizes, args.auto_max, args.dense_max, set(args.estimators.split(",")))
     else:
-        rows = digits_rows(sizes) if digits else synthetic_rows(sizes, args.auto_max, dims)
+        rows = digits_rows(sizes) if digits else synthetic_rows(sizes, args.auto_max, dims, args.alpha or "auto")
     keys = [k for k in LABELS if any(k in r for r in rows)]
     error = "1-acc" if digits else "1-R²"
     header = " ".join(f"{k + ' s':>10} {k + ' ' + error:>14}" for k in keys)
@@ -223,7 +238,8 @@ def main(argv=None) -> int:
     for r in rows:
         cells = " ".join(f"{r[k]['seconds']:>10.2f} {r[k]['test_error']:>14.4f}" if k in r else f"{'-':>10} {'-':>14}"
                          for k in keys)
-        ratio = f"{r['net']['seconds'] / r['kernel']['seconds']:>16.2f}x" if "kernel" in r else f"{'-':>17}"
+        both = {"kernel", "net"} <= r.keys()
+        ratio = f"{r['net']['seconds'] / r['kernel']['seconds']:>16.2f}x" if both else f"{'-':>17}"
         print(f"{r['n']:>6} {cells} {ratio}")
     out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"dims": dims, "data": args.data, "machine": machine_info()}
