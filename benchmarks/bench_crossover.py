@@ -251,6 +251,7 @@ def main(argv=None) -> int:
 
 def picture(rows: list[dict], path: Path, data: str = "synthetic") -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -268,8 +269,11 @@ def picture(rows: list[dict], path: Path, data: str = "synthetic") -> None:
     left.set(xscale="log", yscale="log", xlabel="training points n", ylabel="fit + predict (s)", title="time")
     ylabel = "test 1 - accuracy" if data in ("digits", "photos") else "test 1 - R²"
     right.set(xscale="log", xlabel="training points n", ylabel=ylabel, title="test error")
+    sizes = sorted({r["n"] for r in rows})
     for ax in (left, right):
         ax.grid(True, which="both", alpha=0.3)
+        ax.set_xticks(sizes, [f"{n:,}" for n in sizes])  # the measured n, not log-axis minor labels
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.legend()
     title = {"digits": "digits, 8 × 8 images", "synthetic16": "rank-1 points at d = 2^16 (256 ⊗ 256)",
              "photos": "photo patches 128 × 128, split by place"}.get(data, "rank-1 points at d = 64")
