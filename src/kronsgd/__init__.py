@@ -12,6 +12,7 @@ from .base.errors import (
     KronsgdError,
     MemoryBudgetError,
     MissingDependencyError,
+    PerformanceWarning,
     ValidationError,
 )
 from .base.optional import require_module
@@ -33,6 +34,7 @@ __all__ = [
     "KronsgdError",
     "MemoryBudgetError",
     "MissingDependencyError",
+    "PerformanceWarning",
     "StructureReport",
     "TwoLayerNet",
     "ValidationError",

@@ -23,3 +23,7 @@ class DivergenceError(KronsgdError, ArithmeticError):
 
 class MissingDependencyError(KronsgdError, ImportError):
     """An optional dependency is not installed; the message gives the ``pip install`` line."""
+
+
+class PerformanceWarning(UserWarning):
+    """A run will be far slower than the same run with another setting; the message names it."""

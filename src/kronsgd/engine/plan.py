@@ -6,11 +6,12 @@ fired="auto", which asks the tree's cost model (tree_cost.py). Nothing here allo
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..base.errors import ValidationError
+from ..base.errors import PerformanceWarning, ValidationError
 from ..base.memory import GRAM_SHARE, format_bytes, require
 from ..base.validation import check_int
 from ..model.net import fire_fraction
@@ -118,6 +119,32 @@ def _memory(sizes: Sizes, gram: str, budget: int, window, tree_bytes: int = 0):
         "Use a smaller window" + (", a smaller delay cap" if sizes.lag else "") + " or fewer points.",
     )
     return gram, window, slots, pairs
+
+
+GRAM_ROWS_WARN = 1e9  # multiply-adds of a step's Gram rows above which gram="auto" warns (~20 ms at BLAS speed)
+
+
+def warn_gram_rows(sizes: Sizes, gram: str, data, budget: int) -> None:
+    """Warn when gram="auto" computes Gram rows every step at a cost that dwarfs the step.
+
+    The rows of a batch cost |S| · n · min(d, R² Σ d_l) multiply-adds; on photos at n = 32,000
+    that is 1.7e10 a step (hours for a run), where the kept matrix needs only a larger budget.
+    """
+    entry = min(data.d, data.rank**2 * sum(data.dims))
+    work = sizes.batch * sizes.n * entry
+    if gram != "on_the_fly" or work < GRAM_ROWS_WARN:
+        return
+    gram_bytes = sizes.n * sizes.n * sizes.dtype.itemsize
+    smaller = " (or dtype=numpy.float32, half of it)" if sizes.dtype.itemsize > 4 else ""
+    warnings.warn(
+        f"KronSGD computes the batch's Gram rows every step ({work:.3g} multiply-adds a step, "
+        f"{sizes.batch} x {sizes.n} entries of {entry:,} each): the {sizes.n} x {sizes.n} Gram matrix "
+        f"({format_bytes(gram_bytes)}) is over {GRAM_SHARE:.0%} of memory_budget ({format_bytes(budget)}). "
+        f"A memory_budget of {format_bytes(int(gram_bytes / GRAM_SHARE))}{smaller} keeps it and makes the steps "
+        'far cheaper; pass gram="on_the_fly" to silence this.',
+        PerformanceWarning,
+        stacklevel=3,
+    )
 
 
 def gram_matrix(data, dtype, budget: int) -> np.ndarray:

@@ -26,7 +26,7 @@ from .interrupts import InterruptGuard, interrupt_guard
 from .log import UpdateLog
 from .loop import SGDLoop
 from .options import check_options
-from .plan import Sizes, gram_matrix, plan_run
+from .plan import Sizes, gram_matrix, plan_run, warn_gram_rows
 from .ray_backend import RayEngine, frozen_copy
 from .record import gram_rows
 from .threads import run_workers
@@ -168,6 +168,8 @@ class KronSGD(SGDLoop):
         budget = resolve_budget(memory_budget)
         plan = plan_run(sizes, gram, window, fired, budget)
         self.fired_mode, self.gram_mode = plan.fired, plan.gram
+        if gram == "auto":
+            warn_gram_rows(sizes, plan.gram, self.data, budget)
         net_for_workers = frozen_copy(self.net) if self.backend == "ray" else None  # the weights before this run
         if _restore is not None:  # a checkpoint brings its own P and alpha (see resume.py)
             self._P, self.alpha = _restore["P"], _restore["alpha"]
