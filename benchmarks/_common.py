@@ -18,6 +18,17 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def save_rows(path, rows: list, **meta) -> None:
+    """Write a benchmark's rows, ``meta`` and this machine's facts as JSON to ``path``, and say so."""
+    import json
+    from pathlib import Path
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"rows": rows} | meta | {"machine": machine_info()}, indent=1))
+    log(f"wrote {out}")
+
+
 # ---- memory bandwidth ------------------------------------------------------------------
 @numba.njit(nogil=True)
 def _triad_kernel(a, b, c, s):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import log, machine_info
+from _common import log, save_rows
 from kronsgd.cli.main import main as kronsgd
 
 
@@ -97,10 +97,7 @@ def main(argv=None) -> int:
               f"{p['sgd']:>8.2f}s {m['sgd']:>6.2f}s {r['picked']:>7} {r['fastest']:>7}")  # fmt: skip
     right = sum(r["right"] for r in rows)
     print(f"right picks: {right} of {len(rows)}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "machine": machine_info()}, indent=1))
-    log(f"wrote {out}")
+    save_rows(args.out, rows)
     return 0
 
 

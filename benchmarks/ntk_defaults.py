@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 
-from _common import log, machine_info
+from _common import log, save_rows
 from _photos import photos_patches
 from kronsgd import KronMLPClassifier, KronNTKClassifier
 
@@ -64,10 +63,7 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['data']:>15} {r['estimator']:>18} {r['n_train']:>6} {r['n_test']:>5} {r['rank']:>3} "
               f"{r['fit_s']:>7.2f} {r['predict_s']:>9.2f} {r['total_s']:>8.2f} {r['accuracy']:>8.3f}")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"rows": rows, "machine": machine_info()}, indent=1))
-    log(f"wrote {out}")
+    save_rows(args.out, rows)
     return 0
 
 
