@@ -4,7 +4,7 @@ The same network can be fitted three ways (DESIGN.md §9):
 
 * **kernel** (``KronNTK*``): its infinite-width limit, kernel ridge regression with the NTK.
   Time: the n x n kernel from the factors (n²/2 entries of min(d, R² Σ d_l) multiply-adds
-  each) plus the solve (Cholesky n³/3 for a fixed α, 1.6x that by tiles beyond n = 16,384;
+  each) plus the solve (Cholesky n³/6 multiply-adds for a fixed α, 1.6x by tiles beyond n = 16,384;
   an eigendecomposition of about 5 n³ GEMM-equivalents for alpha="auto"),
   float64. Memory: one or two n x n float64 matrices.
 * **sgd** (``KronMLP*``/``KronSGD``): set-up (the Gram matrix, n²/2 entries again, when
@@ -40,7 +40,7 @@ from ..estimators.cholesky import DIRECT_MAX
 from ..theory.orthant_table import orthant_table
 
 _EIGH_GEMMS = 5.0  # eigh with vectors ≈ 5 GEMMs of the same n (1 thread, n = 1,400: 0.8 s vs 0.19 s; 2 threads alike)
-_CHOLESKY_GEMMS = 1.0 / 3.0  # n³/3 multiply-adds at GEMM speed
+_CHOLESKY_GEMMS = 1.0 / 6.0  # n³/3 flops = n³/6 multiply-adds at GEMM speed (measured at n = 8,192)
 _TILES_SLOWER = 1.6  # the tiled Cholesky against LAPACK's (measured at n = 8,192: 1.56-1.71x)
 _RATES64: dict[str, float] = {}  # measured once per process
 ALPHA_CANDIDATES = 29  # KronNTK*'s alpha="auto" grid (estimators/ntk.py, ALPHA_GRID): its memory grows with it
