@@ -75,3 +75,31 @@ def test_a_dependency_of_the_dependency_is_named(monkeypatch, tmp_path):
         "'its_own_missing_dependency'). Install it with: pip install 'kronsgd[extra]'"
     )
     assert require_module("math", "extra", "this feature") is sys.modules["math"]
+
+
+def test_the_base_install_needs_no_extra(tmp_path):
+    """Without SciPy, scikit-learn, torch and Ray (the base install), the command line, the advisor
+    and KronSGD import and run: a fresh interpreter where importing any of them fails."""
+    import subprocess
+
+    script = tmp_path / "base.py"
+    script.write_text(
+        "import sys\n"
+        "for name in ('scipy', 'sklearn', 'torch', 'ray'):\n"
+        "    sys.modules[name] = None  # import fails as where it is not installed\n"
+        "import numpy as np\n"
+        "import kronsgd, kronsgd.cli.main\n"
+        "from kronsgd.advisor.report import choose_solver\n"
+        "from kronsgd.estimators.cholesky import factor_lower, solve_lower\n"
+        "rng = np.random.default_rng(0)\n"
+        "X = np.einsum('ia,ib->iab', rng.normal(size=(64, 8)), rng.normal(size=(64, 8))).reshape(64, 64)\n"
+        "print(kronsgd.inspect(X).shape)\n"
+        "print(choose_solver(64, (8, 8), 1, budget=2**30).recommended)\n"
+        "H = X @ X.T + np.eye(64)\n"
+        "x = solve_lower(factor_lower(H.copy(), block=16), np.ones((64, 1)), block=16)\n"
+        "print(float(np.abs(H @ x - 1).max()) < 1e-8)\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    shape, solver, solved = done.stdout.splitlines()
+    assert shape == "(8, 8)" and solver in ("kernel", "sgd") and solved == "True"

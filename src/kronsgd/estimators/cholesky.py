@@ -8,10 +8,11 @@ they factor by tiles: LAPACK only on (block x block) diagonal tiles, the panel b
 against its diagonal tile (backward stable, as accurate as LAPACK's triangular solve), and
 the trailing update as matrix products into one scratch array of at most ``CHUNK_BYTES``.
 The same n³ / 3 flops, 1.5-1.7x LAPACK's time at n = 8,192 (the update's GEMMs run at
-LAPACK's speed; the tiles' small calls cost the rest). The factorisation calls only NumPy's
-BLAS: mixing in SciPy's (a second OpenBLAS whose threads spin on the same cores) slowed the
-products by a third. Ctrl-C is answered between tiles (one LAPACK call on n = 32,000 takes
-minutes and cannot be interrupted).
+LAPACK's speed; the tiles' small calls cost the rest). Only NumPy is called: the module
+needs no SciPy (the advisor imports its constants without the optional extras), and mixing
+in SciPy's BLAS (a second OpenBLAS whose threads spin on the same cores) slowed the products
+by a third. Ctrl-C is answered between tiles (one LAPACK call on n = 32,000 takes minutes
+and cannot be interrupted).
 
 Only the lower triangle is read; on return it holds L with H = L Lᵀ, and the strict upper
 triangle holds scratch.
@@ -20,7 +21,6 @@ triangle holds scratch.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 BLOCK = 512  # columns factored per tile (measured at n = 8,192: 512 beats 256, 1,024 and 2,048)
 CHUNK_BYTES = 64 * 2**20  # largest temporary of the panel solve and the trailing update
@@ -60,9 +60,9 @@ def solve_lower(L: np.ndarray, Y: np.ndarray, block: int = BLOCK) -> np.ndarray:
     for k in range(0, n, block):  # forward: L Z = Y
         e = min(k + block, n)
         rhs = Z[k:e] - L[k:e, :k] @ Z[:k]  # (b, C)
-        Z[k:e] = scipy.linalg.solve_triangular(L[k:e, k:e], rhs, lower=True, check_finite=False)
+        Z[k:e] = np.linalg.solve(np.tril(L[k:e, k:e]), rhs)  # the tile's L (its upper triangle is scratch)
     for k in reversed(range(0, n, block)):  # backward: Lᵀ X = Z
         e = min(k + block, n)
         rhs = Z[k:e] - L[e:, k:e].T @ Z[e:]  # (b, C)
-        Z[k:e] = scipy.linalg.solve_triangular(L[k:e, k:e], rhs, lower=True, trans="T", check_finite=False)
+        Z[k:e] = np.linalg.solve(np.tril(L[k:e, k:e]).T, rhs)
     return Z
