@@ -18,6 +18,18 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def save_figure(fig, path) -> None:
+    """Lay out ``fig``, write it as a PNG to ``path`` (its folder made) and close it."""
+    from pathlib import Path
+
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def save_rows(path, rows: list, **meta) -> None:
     """Write a benchmark's rows, ``meta`` and this machine's facts as JSON to ``path``, and say so."""
     import json

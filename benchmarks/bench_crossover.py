@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import log, machine_info
+from _common import log, machine_info, save_figure
 from kronsgd import (
     KroneckerData,
     KronMLPClassifier,
@@ -278,10 +278,7 @@ def picture(rows: list[dict], path: Path, data: str = "synthetic") -> None:
     title = {"digits": "digits, 8 × 8 images", "synthetic16": "rank-1 points at d = 2^16 (256 ⊗ 256)",
              "photos": "photo patches 128 × 128, split by place"}.get(data, "rank-1 points at d = 64")
     fig.suptitle(f"Kernel limit vs finite net, {title}")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import log, machine_info
+from _common import log, machine_info, save_figure
 from kronsgd import KroneckerData, KronSGD, TwoLayerNet
 from kronsgd.theory import ntk_cross, ntk_gram
 
@@ -246,10 +246,7 @@ def picture(table: list[dict], fitted: dict, config: dict, path: Path) -> None:
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 if __name__ == "__main__":
