@@ -8,6 +8,7 @@ from sklearn.utils.multiclass import check_classification_targets
 
 from ..base.errors import ValidationError
 from .base import KronMLPBase
+from .targets import MultiOutputRegression, OneHotClassification
 
 _PARAMETERS = """
     width : int, default 1024
@@ -95,7 +96,7 @@ _NOTES = """
 """
 
 
-class KronMLPRegressor(RegressorMixin, KronMLPBase):
+class KronMLPRegressor(MultiOutputRegression, RegressorMixin, KronMLPBase):
     """Two-layer shifted-ReLU network trained by Kronecker SGD, as a scikit-learn regressor.
 
     Targets are standardised per column for training (the net's outputs start near 0 with
@@ -149,9 +150,6 @@ class KronMLPRegressor(RegressorMixin, KronMLPBase):
         out = self._outputs(X) * self.y_scale_ + self.y_mean_  # (n, k)
         return out[:, 0] if self._y_ndim == 1 else out
 
-    def _y_validation(self) -> dict:
-        return {"y_numeric": True, "multi_output": True}
-
     def _encode_targets(self, y, *, first: bool) -> np.ndarray:
         y = np.asarray(y, dtype=np.float64)
         y2 = y.reshape(len(y), -1)  # (n, k)
@@ -166,16 +164,8 @@ class KronMLPRegressor(RegressorMixin, KronMLPBase):
             )
         return (y2 - self.y_mean_) / self.y_scale_
 
-    def __sklearn_tags__(self):  # scikit-learn >= 1.6
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
 
-    def _more_tags(self):  # scikit-learn 1.4 and 1.5
-        return {**super()._more_tags(), "multioutput": True}
-
-
-class KronMLPClassifier(ClassifierMixin, KronMLPBase):
+class KronMLPClassifier(OneHotClassification, ClassifierMixin, KronMLPBase):
     """Two-layer shifted-ReLU network trained by Kronecker SGD, as a scikit-learn classifier.
 
     Trained by squared loss on one-hot targets: output c estimates P(class c | x), one
@@ -234,16 +224,6 @@ class KronMLPClassifier(ClassifierMixin, KronMLPBase):
             raise ValidationError("classes must be passed on the first call to partial_fit (every label of y).")
         return self._train(X, y, partial=True, classes=classes)
 
-    def decision_function(self, X):
-        """Outputs (n, C); for two classes, output 1 minus output 0, shape (n,)."""
-        out = self._outputs(X)  # (n, C)
-        return out[:, 1] - out[:, 0] if out.shape[1] == 2 else out
-
-    def predict(self, X):
-        """Class labels (n,): the class of the largest output."""
-        out = self._outputs(X)  # (n, C); first, so that an unfitted estimator says so
-        return self.classes_[np.argmax(out, axis=1)]
-
     def predict_proba(self, X):
         """Class probabilities (n, C): softmax(C · outputs), rows positive and summing to 1."""
         out = self._outputs(X)  # (n, C)
@@ -251,26 +231,17 @@ class KronMLPClassifier(ClassifierMixin, KronMLPBase):
         p = np.exp(z)
         return p / p.sum(axis=1, keepdims=True)
 
-    def _y_validation(self) -> dict:
-        return {"multi_output": False}
-
     def _encode_targets(self, y, *, first: bool, classes=None) -> np.ndarray:
         check_classification_targets(y)
         if first:
-            labels = np.unique(y) if classes is None else classes
-            if labels.size < 2:
-                raise ValidationError(
-                    f"y must hold at least 2 classes to train {type(self).__name__}; it holds 1 class ({labels[0]!r})."
-                )
-            self.classes_ = labels
+            self._set_classes(np.unique(y) if classes is None else classes)
         unknown = np.setdiff1d(np.unique(y), self.classes_)
         if unknown.size:
             raise ValidationError(
                 f"y holds label(s) {unknown.tolist()} not in classes_ {self.classes_.tolist()}; pass every "
                 "label in classes= on the first call to partial_fit."
             )
-        index = np.searchsorted(self.classes_, y)  # (n,)
-        return np.eye(self.classes_.size)[index]  # (n, C) one-hot
+        return self._one_hot(y)  # (n, C)
 
 
 for _cls in (KronMLPRegressor, KronMLPClassifier):

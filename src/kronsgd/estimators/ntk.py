@@ -23,6 +23,7 @@ from ..theory.kernel_model import KernelModel, kernel_outputs
 from ..theory.ntk import ntk_gram
 from .inputs import StructuredInputs, _checked
 from .kernel_ridge import cholesky_solve, eigen_bytes, ridge_path
+from .targets import MultiOutputRegression, OneHotClassification
 
 DEFAULT_WIDTH = 1024  # shift=None takes the net's default threshold at this width, as KronMLP* does
 ALPHA_GRID = np.logspace(-6, 1, 29)  # alpha="auto": candidates in units of H's mean diagonal, 4 per decade
@@ -221,7 +222,7 @@ _NOTES = """
 """
 
 
-class KronNTKRegressor(RegressorMixin, KronNTKBase):
+class KronNTKRegressor(MultiOutputRegression, RegressorMixin, KronNTKBase):
     """Kernel ridge regression with the net's neural tangent kernel, from Kronecker factors.
 
     Targets are centred (as the net's outputs start near 0): ``predict(X) = H(X, X_fit_)
@@ -270,9 +271,6 @@ class KronNTKRegressor(RegressorMixin, KronNTKBase):
         out = self._outputs(X) + self.y_mean_  # (n, k)
         return out[:, 0] if self._y_ndim == 1 else out
 
-    def _y_validation(self) -> dict:
-        return {"y_numeric": True, "multi_output": True}
-
     def _model_outputs(self) -> dict:
         return {"offset": self.y_mean_, "squeeze": self._y_ndim == 1}
 
@@ -283,16 +281,8 @@ class KronNTKRegressor(RegressorMixin, KronNTKBase):
         self.y_mean_ = y2.mean(axis=0)  # (k,)
         return y2 - self.y_mean_
 
-    def __sklearn_tags__(self):  # scikit-learn >= 1.6
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
 
-    def _more_tags(self):  # scikit-learn 1.4 and 1.5
-        return {"multioutput": True}
-
-
-class KronNTKClassifier(ClassifierMixin, KronNTKBase):
+class KronNTKClassifier(OneHotClassification, ClassifierMixin, KronNTKBase):
     """Kernel ridge classification with the net's neural tangent kernel, from Kronecker factors.
 
     Regression on one-hot targets, as KronMLPClassifier trains the net: output c estimates
@@ -334,31 +324,13 @@ class KronNTKClassifier(ClassifierMixin, KronNTKBase):
         """
         return self._fit(X, y)
 
-    def decision_function(self, X):
-        """Outputs (n, C); for two classes, output 1 minus output 0, shape (n,)."""
-        out = self._outputs(X)  # (n, C)
-        return out[:, 1] - out[:, 0] if out.shape[1] == 2 else out
-
-    def predict(self, X):
-        """Class labels (n,): the class of the largest output."""
-        out = self._outputs(X)  # (n, C); first, so that an unfitted estimator says so
-        return self.classes_[np.argmax(out, axis=1)]
-
-    def _y_validation(self) -> dict:
-        return {"multi_output": False}
-
     def _model_outputs(self) -> dict:
         return {"classes": self.classes_}
 
     def _encode_targets(self, y) -> np.ndarray:
         _checked(check_classification_targets, y)
-        labels = np.unique(y)
-        if labels.size < 2:
-            raise ValidationError(
-                f"y must hold at least 2 classes to train {type(self).__name__}; it holds 1 class ({labels[0]!r})."
-            )
-        self.classes_ = labels
-        return np.eye(labels.size)[np.searchsorted(labels, y)]  # (n, C) one-hot
+        self._set_classes(np.unique(y))
+        return self._one_hot(y)  # (n, C)
 
 
 for _cls in (KronNTKRegressor, KronNTKClassifier):
