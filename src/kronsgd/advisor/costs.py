@@ -19,6 +19,7 @@ import math
 import time
 
 from ..base.random import w0_rows
+from ..data.products import entry_cost
 
 _DRAW: dict[str, float] = {}
 
@@ -72,7 +73,7 @@ def job_costs(
         dense = m * points * d + 2.0 * points * R * d
         return m * d / draw + min(dense, R * m * points * d) / gemm
 
-    gram_entry = min(R * R * sum_d, d)
+    gram_entry = entry_cost(dims, R)
     gram = n * n * gram_entry / gemm if gram == "precomputed" else 0.0
     out = {}
     dense_step = 2.0 * m * batch * d / gemm

@@ -32,10 +32,12 @@ import math
 import os
 import time
 
+import numba
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from ..base.memory import GRAM_SHARE, format_bytes, resolve_budget
+from ..data.products import entry_cost
 from ..estimators.cholesky import DIRECT_MAX
 from ..theory.orthant_table import orthant_table
 
@@ -70,8 +72,6 @@ def kernel_rates() -> dict[str, float]:
 
 def parallel_cores() -> int:
     """Cores that BLAS and numba's parallel loops run on: the fewer of their threads and this process's CPUs."""
-    import numba
-
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not on Linux
@@ -87,8 +87,6 @@ def core_seconds(fn, repeats: int = 3) -> float:
     (``time.thread_time``), not the wall clock: a job that shares the cores stretches the
     wall time of a calibration by any factor (and the advice with it), not its CPU time.
     """
-    import numba
-
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
@@ -203,7 +201,7 @@ def advise_solver(
     """
     budget = resolve_budget(budget)
     d = math.prod(dims)
-    entry = min(d, rank * rank * sum(dims))  # multiply-adds per inner product, the cheaper route
+    entry = entry_cost(dims, rank)  # multiply-adds per inner product, the cheaper route
     measured = kernel_rates() if gemm64_rate is None or entry_seconds is None else {}
     rate64 = measured["gemm64"] if gemm64_rate is None else gemm64_rate
     entry_seconds = measured["entry"] if entry_seconds is None else entry_seconds

@@ -30,6 +30,11 @@ def work_bytes(budget: int | None) -> int:
     return WORK_BYTES if budget is None else max(1, min(WORK_BYTES, budget // 4))
 
 
+def entry_cost(dims, rank: int) -> int:
+    """Multiply-adds of one Gram entry by the cheaper route: R² · Σ d_l from factors, or d dense."""
+    return min(math.prod(dims), rank * rank * sum(dims))
+
+
 def factor_cost(n1: int, n2: int, r1: int, r2: int, dims) -> float:
     """Predicted cost (GEMM multiply-adds) of n1 x n2 inner products from factors."""
     pairs = n1 * n2 * r1 * r2

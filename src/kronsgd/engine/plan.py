@@ -14,6 +14,7 @@ import numpy as np
 from ..base.errors import PerformanceWarning, ValidationError
 from ..base.memory import GRAM_SHARE, format_bytes, require
 from ..base.validation import check_int
+from ..data.products import entry_cost
 from ..model.net import fire_fraction
 from .tree import tree_bytes
 from .tree_cost import predict_fired
@@ -130,7 +131,7 @@ def warn_gram_rows(sizes: Sizes, gram: str, data, budget: int) -> None:
     The rows of a batch cost |S| · n · min(d, R² Σ d_l) multiply-adds; on photos at n = 32,000
     that is 1.7e10 a step (hours for a run), where the kept matrix needs only a larger budget.
     """
-    entry = min(data.d, data.rank**2 * sum(data.dims))
+    entry = entry_cost(data.dims, data.rank)
     work = sizes.batch * sizes.n * entry
     if gram != "on_the_fly" or work < GRAM_ROWS_WARN:
         return
